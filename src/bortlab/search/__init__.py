@@ -1,0 +1,1 @@
+"""Search space, cost model, the FPTAS for optimal subarchitecture extraction, Pareto utilities."""

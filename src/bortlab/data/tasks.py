@@ -26,7 +26,9 @@ class Task:
     inputs: Callable[[dict], list[Pair]]        # row -> text pairs (one per choice for multiple choice)
     target: Callable[[dict], object]            # row -> label index / float score / choice index; None if unlabelled
     labels: tuple[str, ...] = ()                # label strings as in the files, in index order
-    splits: tuple[str, ...] = ("train", "dev", "test")
+    splits: tuple[str, ...] = ("train", "dev", "test")   # every split the reader accepts
+    dev_splits: tuple[str, ...] = ("dev",)      # evaluated each validation; dev_splits[0] selects checkpoints
+    test_splits: tuple[str, ...] = ("test",)    # unlabelled; predicted into submission files
     dirname: str = ""                           # directory of the task inside the benchmark's release
     max_length: int = 128                       # default tokenised length; long-passage tasks override
     truncation: str = "longest_first"           # tokenizer truncation strategy; "only_first" = passage first
@@ -79,6 +81,15 @@ def get_task(name: str) -> Task:
             "Pass it as task=<benchmark>/<task>, e.g. task=glue/rte."
         )
     return _TASKS[key]
+
+
+def read_split(task: str | Task, split: str, root=None) -> list[dict]:
+    """Rows of one split of a task, from the official release files under `root` (default $BORTLAB_DATA),
+    or from `datasets.load_dataset` when no local copy exists."""
+    t = task if isinstance(task, Task) else get_task(task)
+    if split not in t.splits:
+        raise TaskError(f"{t.name} has no split {split!r}; its splits are {list(t.splits)}.")
+    return t.reader(t, split, root)
 
 
 def all_tasks() -> dict[str, Task]:

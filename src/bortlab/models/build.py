@@ -1,0 +1,116 @@
+"""Turn the `model` and `arch` config nodes into a tokenizer and an encoder with a task head.
+
+model.init:
+  pretrained  load `model.pretrained` (hub id or directory); its shape must be the `arch` asked for
+  scratch     build `arch` from N(0, 0.02); the vocabulary size follows the tokenizer
+  extract     inherit weights from `model.source` into the smaller `arch` (see bortlab.models.extract)
+"""
+from __future__ import annotations
+
+import logging
+
+from omegaconf import DictConfig, OmegaConf
+
+from bortlab.config import SetupError
+from bortlab.hub import hub_kwargs
+from bortlab.models.arch import Arch
+
+log = logging.getLogger(__name__)
+
+INITS = ("pretrained", "scratch", "extract")
+
+
+def _load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name, **hub_kwargs(name))
+
+
+def build_tokenizer(cfg: DictConfig):
+    """`model.tokenizer` when given; else the checkpoint's own; for scratch runs the checkpoint's named in
+    `model.pretrained` when reachable (Bort's RoBERTa vocabulary for arch=bort), else the offline MiniLM's."""
+    m = cfg.model
+    if m.init not in INITS:
+        raise SetupError(f"model.init={m.init!r} is not one of {INITS}.")
+    if m.get("tokenizer"):
+        tried = [m.tokenizer]
+    elif m.init == "pretrained":
+        tried = [m.pretrained]
+    elif m.init == "extract":
+        tried = [m.get("source") or m.pretrained]
+    else:
+        from bortlab.config import minilm_path
+
+        tried = ([m.pretrained] if m.get("pretrained") else []) + [minilm_path()]
+    errors = []
+    for name in tried:
+        if not name:
+            continue
+        try:
+            tok = _load_tokenizer(str(name))
+            log.info("tokenizer: %s (%d entries)", name, len(tok))
+            return tok
+        except Exception as e:  # unreachable hub id, not a tokenizer directory, ...
+            errors.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
+    raise SetupError(
+        "No tokenizer could be loaded. Tried: " + "; ".join(errors) +
+        ". Pass model.tokenizer=<hub id or local dir with a tokenizer>, e.g. the directory of a local checkpoint."
+    )
+
+
+def arch_from_cfg(cfg: DictConfig) -> Arch:
+    node = OmegaConf.to_container(cfg.arch, resolve=True)
+    return Arch.from_dict(node)
+
+
+def build_model(cfg: DictConfig, task, tokenizer):
+    """Encoder + head for `task`; returns (model, arch actually built)."""
+    from bortlab.models.encoder import Encoder
+    from bortlab.models.heads import MultipleChoice, SequenceClassifier
+    from bortlab.models.hf import check_vocab, load_pretrained
+
+    m = cfg.model
+    asked = arch_from_cfg(cfg)
+    dropout = m.get("dropout")
+    if m.init == "pretrained":
+        if not m.get("pretrained"):
+            raise SetupError(
+                f"model.init=pretrained but model.pretrained is empty for arch {asked}. Pass "
+                "model.pretrained=<hub id or local dir>, or train from random weights with model.init=scratch."
+            )
+        try:
+            encoder = load_pretrained(str(m.pretrained), dropout=dropout)
+        except (OSError, ValueError) as e:
+            raise SetupError(
+                f"Could not load the checkpoint {m.pretrained!r} ({e}). Options: model.pretrained=<local dir "
+                "holding config.json and weights> (a copy of the hub checkpoint), or model.init=scratch to "
+                "train this architecture from random weights."
+            ) from e
+        got = encoder.arch
+        if got.tuple != asked.tuple:
+            raise SetupError(
+                f"The checkpoint {m.pretrained} has shape {got} but arch asks for {asked}. Use the arch preset "
+                "that matches the checkpoint, model.init=extract to inherit its weights into the smaller shape, "
+                "or model.init=scratch."
+            )
+        check_vocab(encoder, tokenizer, checkpoint=str(m.pretrained))
+    elif m.init == "scratch":
+        overrides = {"vocab_size": len(tokenizer)}
+        if tokenizer.pad_token_id is not None:
+            overrides["pad_token_id"] = int(tokenizer.pad_token_id)
+        if dropout is not None:
+            overrides.update(dropout=float(dropout), attention_dropout=float(dropout))
+        if asked.vocab_size != overrides["vocab_size"]:
+            log.info("scratch init: vocabulary size %d follows the tokenizer (arch preset said %d)",
+                     overrides["vocab_size"], asked.vocab_size)
+        encoder = Encoder(asked.replace(**overrides))
+    else:
+        from bortlab.models.extract import extract_from_checkpoint
+
+        encoder = extract_from_checkpoint(str(m.get("source") or m.pretrained), asked, cfg=m)
+        check_vocab(encoder, tokenizer, checkpoint=str(m.get("source") or m.pretrained))
+    if task.kind == "multiple_choice":
+        model = MultipleChoice(encoder, dropout=dropout)
+    else:
+        model = SequenceClassifier(encoder, task.num_labels, dropout=dropout)
+    return model, encoder.arch

@@ -1,0 +1,58 @@
+"""Predict the unlabelled test splits and write them in the leaderboard's submission format.
+
+Diagnostic tasks (GLUE AX, SuperGLUE AX-b/AX-g) have no training data: the leaderboard scores them with the
+predictions of another task's model (`Task.predict_with`), so a run on that task predicts them too.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from bortlab.data.io import DataError
+from bortlab.data.scoring import predictions
+from bortlab.data.tasks import all_tasks
+
+log = logging.getLogger(__name__)
+
+
+def _predict_split(trainer, module, dm, split: str):
+    loader = dm._loader(split, train=False)
+    outs = trainer.predict(module, dataloaders=loader)
+    index = torch.cat([i for i, _ in outs])
+    logits = torch.cat([l for _, l in outs])
+    order = index.argsort()
+    return logits[order]
+
+
+def predict_test(trainer, module, dm, out_dir: Path) -> Path | None:
+    from bortlab.data.datamodule import TaskDataModule
+    from bortlab.data.submission import write_submission
+
+    written = []
+    jobs = [(dm.task, dm)]
+    for other in all_tasks().values():
+        if other.predict_with == dm.task.name:
+            jobs.append((other, TaskDataModule(other, dm.tokenizer, root=dm.root, max_length=dm.max_length,
+                                               eval_batch_size=dm.eval_batch_size, use_token_types=dm.use_token_types)))
+    for task, tdm in jobs:
+        for split in task.test_splits:
+            try:
+                tdm.load_split(split)
+            except DataError as e:
+                log.warning("no %s/%s predictions: %s", task.name, split, str(e).split(". To fix")[0])
+                continue
+            logits = _predict_split(trainer, module, tdm, split)
+            path = write_submission(task, split, tdm.rows[split], predictions(task, logits), out_dir,
+                                    logits=logits) if _takes_logits(write_submission) else \
+                write_submission(task, split, tdm.rows[split], predictions(task, logits), out_dir)
+            log.info("wrote %s (%d predictions)", path, len(logits))
+            written.append(path)
+    return Path(out_dir) if written else None
+
+
+def _takes_logits(fn) -> bool:
+    import inspect
+
+    return "logits" in inspect.signature(fn).parameters

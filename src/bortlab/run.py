@@ -1,0 +1,104 @@
+"""The task function behind `train.py`: fine-tune one architecture on one task and return the objective.
+
+`run(cfg)` returns 1 − the task's selection metric on its first dev split (lower is better), so any Hydra
+sweeper — the FPTAS sweeper, Optuna, a grid — can minimise it. Each run writes `metrics.json` (final dev
+metrics, objective, architecture tuple, parameter and operation counts) into its run directory.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from bortlab.config import SetupError
+from bortlab.models.build import build_model, build_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            return Path(HydraConfig.get().runtime.output_dir)
+    except ImportError:
+        pass
+    return Path(cfg.get("output_dir") or os.getcwd())
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def run(cfg: DictConfig) -> float:
+    import lightning as L
+
+    from bortlab.data.datamodule import TaskDataModule
+    from bortlab.data.tasks import get_task
+    from bortlab.models.finetune import FineTuneModule
+    from bortlab.tracking import build_callbacks, build_logger, finish_tracking, resolve_ckpt_path
+    from bortlab.training import AtomicCheckpointIO
+
+    L.seed_everything(int(cfg.seed), workers=True)
+    out = output_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    task = get_task(cfg.task.name)
+    tokenizer = build_tokenizer(cfg)
+    model, arch = build_model(cfg, task, tokenizer)
+    log.info("task %s, arch %s: %.2fM parameters (%.2fM effective)", task.name, arch,
+             arch.num_params() / 1e6, arch.num_params(non_embedding=True) / 1e6)
+
+    dm = TaskDataModule(
+        task, tokenizer, root=cfg.data.root, max_length=cfg.data.max_length or cfg.task.get("max_length"),
+        batch_size=cfg.data.batch_size, eval_batch_size=cfg.data.eval_batch_size,
+        group_by_length=cfg.data.group_by_length, num_workers=cfg.data.num_workers, seed=int(cfg.seed),
+        use_token_types=arch.type_vocab_size > 0,
+    )
+    module = FineTuneModule(model, task, datamodule=dm, **OmegaConf.to_container(cfg.optim, resolve=True))
+    logger = build_logger(cfg, arch, out)
+    callbacks, ckpt_cb = build_callbacks(cfg, task, out)
+    trainer_kw = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer = L.Trainer(**trainer_kw, logger=logger, callbacks=callbacks, default_root_dir=str(out),
+                        plugins=[AtomicCheckpointIO()], enable_checkpointing=ckpt_cb is not None)
+    started = time.time()
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg, out))
+        best = ckpt_cb.best_model_path if ckpt_cb is not None else ""
+        # final dev metrics from the best checkpoint (selection metric), not from the last step
+        trainer.validate(module, datamodule=dm, ckpt_path=best or None, verbose=False)
+        dev = dict(module.last_metrics)
+        selection = f"val/{task.metrics[0]}"
+        if selection not in dev:
+            raise SetupError(f"No dev score {selection!r} was computed for {task.name}: is the dev split empty, "
+                             f"or trainer.limit_val_batches=0? Got {sorted(dev)}.")
+        objective = 1.0 - dev[selection]
+        submission = None
+        if cfg.get("predict", False):
+            from bortlab.predict import predict_test
+
+            submission = predict_test(trainer, module, dm, out / "submission")
+        result = {
+            "task": task.name, "objective": objective, "selection_metric": selection, "dev": dev,
+            "arch": arch.to_dict(), "tuple": list(arch.tuple),
+            "params": {"net": arch.num_params(), "effective": arch.num_params(non_embedding=True)},
+            "ops_per_forward_128": arch.num_ops(128), "init": cfg.model.init,
+            "steps": int(trainer.global_step), "train_seconds": round(time.time() - started, 1),
+            "best_checkpoint": best or None, "submission": str(submission) if submission else None,
+        }
+        write_json_atomic(out / "metrics.json", result)
+        log.info("%s dev: %s; objective %.4f (metrics.json in %s)", task.name,
+                 ", ".join(f"{k}={v:.4f}" for k, v in dev.items()), objective, out)
+        if logger:
+            for lg in trainer.loggers:
+                lg.log_metrics({"final/objective": objective, **{f"final/{k}": v for k, v in dev.items()}},
+                               step=trainer.global_step)
+        return float(objective)
+    finally:
+        finish_tracking(cfg)

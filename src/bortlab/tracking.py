@@ -1,0 +1,118 @@
+"""Loggers (W&B offline-capable, CSV, none), callbacks and resume, from the `logger`/`callbacks` nodes."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def sweep_group(cfg: DictConfig) -> str | None:
+    """Runs of one Hydra multirun share a W&B group: the sweep directory's name."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            hc = HydraConfig.get()
+            if str(hc.mode) == "RunMode.MULTIRUN":
+                return cfg.logger.get("group") or f"{hc.job.name}-{Path(hc.sweep.dir).as_posix().replace('/', '-')}"
+    except ImportError:
+        pass
+    return cfg.logger.get("group")
+
+
+def run_config(cfg: DictConfig, arch) -> dict:
+    conf = OmegaConf.to_container(cfg, resolve=True)
+    conf["arch_tuple"] = list(arch.tuple)
+    conf["params_net"] = arch.num_params()
+    conf["params_effective"] = arch.num_params(non_embedding=True)
+    conf["ops_per_forward_128"] = arch.num_ops(128)
+    return conf
+
+
+def build_logger(cfg: DictConfig, arch, out: Path):
+    kind = cfg.logger.get("name", "csv") if cfg.get("logger") else "none"
+    if kind == "none":
+        return False
+    if kind == "csv":
+        from lightning.pytorch.loggers import CSVLogger
+
+        lg = CSVLogger(save_dir=str(out), name="csv", version="")
+        lg.log_hyperparams(run_config(cfg, arch))
+        return lg
+    if kind == "wandb":
+        from lightning.pytorch.loggers import WandbLogger
+
+        # offline unless the environment says otherwise: runs land in <run dir>/wandb, `wandb sync` later
+        os.environ.setdefault("WANDB_MODE", cfg.logger.get("mode", "offline"))
+        lg = WandbLogger(
+            project=cfg.logger.get("project", "bortlab"), entity=cfg.logger.get("entity"),
+            name=cfg.logger.get("run_name") or f"{cfg.task.name}-{cfg.arch.get('name', 'custom')}-s{cfg.seed}",
+            group=sweep_group(cfg), job_type=cfg.logger.get("job_type", "finetune"), save_dir=str(out),
+            tags=list(cfg.logger.get("tags") or []),
+        )
+        lg.experiment.config.update(run_config(cfg, arch), allow_val_change=True)
+        return lg
+    raise ValueError(f"logger.name={kind!r}: choose logger=wandb, logger=csv or logger=none.")
+
+
+def finish_tracking(cfg: DictConfig) -> None:
+    """One W&B run per job: close it even when the job failed, so the next job of a sweep starts clean."""
+    if cfg.get("logger") and cfg.logger.get("name") == "wandb":
+        try:
+            import wandb
+
+            if wandb.run is not None:
+                wandb.finish()
+        except Exception as e:  # never mask the job's own exception
+            log.warning("wandb.finish() failed: %s", e)
+
+
+def build_callbacks(cfg: DictConfig, task, out: Path):
+    """Progress bar, lr monitor, best checkpoint by the task's selection metric (+ last for resume)."""
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+
+    cb_cfg = cfg.get("callbacks") or {}
+    callbacks, ckpt = [], None
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(TQDMProgressBar(refresh_rate=int(cb_cfg.get("progress_refresh_rate", 10))))
+    if cfg.get("logger") and cfg.logger.get("name", "none") != "none":
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    ck = cb_cfg.get("checkpoint") or {}
+    if ck.get("enabled", True):
+        ckpt = ModelCheckpoint(
+            dirpath=str(out / "checkpoints"), filename="best", monitor=f"val/{task.metrics[0]}", mode="max",
+            save_top_k=1, save_last=bool(ck.get("save_last", True)), auto_insert_metric_name=False,
+            save_weights_only=bool(ck.get("weights_only", False)),
+        )
+        callbacks.append(ckpt)
+    es = cb_cfg.get("early_stopping") or {}
+    if es.get("enabled", False):
+        from lightning.pytorch.callbacks import EarlyStopping
+
+        callbacks.append(EarlyStopping(monitor=f"val/{task.metrics[0]}", mode="max", patience=int(es.get("patience", 3))))
+    for extra in (cb_cfg.get("extra") or {}).values():
+        if extra is not None:
+            from hydra.utils import instantiate
+
+            callbacks.append(instantiate(extra))
+    return callbacks, ckpt
+
+
+def resolve_ckpt_path(cfg: DictConfig, out: Path):
+    """`resume=auto` continues from <run dir>/checkpoints/last.ckpt when an interrupted run left one."""
+    resume = cfg.get("resume")
+    if resume in (None, False, "none", "null"):
+        return None
+    if resume in ("auto", True, "last"):
+        last = out / "checkpoints" / "last.ckpt"
+        if last.exists():
+            log.info("resuming from %s", last)
+            return str(last)
+        return None
+    if not Path(str(resume)).exists():
+        raise FileNotFoundError(f"resume={resume}: no such checkpoint. Pass a .ckpt path, or resume=auto.")
+    return str(resume)

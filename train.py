@@ -3,6 +3,9 @@
 The logic lives in `bortlab.run.run`; this file only hands it the composed Hydra config and returns its
 objective (1 - dev selection metric) so that sweepers can minimise it.
 """
+import logging
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -13,9 +16,20 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
+    from hydra.core.hydra_config import HydraConfig
+
+    from bortlab.errors import USER_ERRORS
     from bortlab.run import run
 
-    return run(cfg)
+    try:
+        return run(cfg)
+    except USER_ERRORS as e:
+        # bad input: one clear paragraph instead of a stack trace. In a multirun the sweeper records the
+        # failure and goes on, so re-raise there.
+        if str(HydraConfig.get().mode) == "RunMode.MULTIRUN":
+            raise
+        logging.getLogger("bortlab").error("%s: %s", type(e).__name__, e)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from bortlab.config import SetupError
-from bortlab.models.build import build_model, build_tokenizer
+from bortlab.models.build import arch_from_cfg, build_model, build_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,11 @@ def run(cfg: DictConfig) -> float:
     from bortlab.tracking import build_callbacks, build_logger, finish_tracking, resolve_ckpt_path
     from bortlab.training import AtomicCheckpointIO
 
+    arch_from_cfg(cfg)                      # a bad tuple fails here, before any loading
+    task = get_task(cfg.task.name)
     L.seed_everything(int(cfg.seed), workers=True)
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    task = get_task(cfg.task.name)
     tokenizer = build_tokenizer(cfg)
     model, arch = build_model(cfg, task, tokenizer)
     log.info("task %s, arch %s: %.2fM parameters (%.2fM effective)", task.name, arch,

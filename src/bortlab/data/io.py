@@ -97,6 +97,13 @@ def load_hf_split(task_name: str, hf_dataset: Optional[tuple[str, str]], split: 
     message a missing local file gives (plus the hub error), not a deep stack trace."""
     if hf_dataset is None:
         raise missing_file_error(task_name, benchmark, expected, root)
+    from bortlab.hub import hub_reachable, is_local
+
+    packaged = hf_dataset[0] in ("json", "csv", "parquet", "text", "arrow")   # builders that read local files
+    if not (packaged or is_local(hf_dataset[0]) or hub_reachable()):
+        err = missing_file_error(task_name, benchmark, expected, root)
+        raise DataError(f"{err} (The Hugging Face hub is unreachable, so datasets.load_dataset{tuple(hf_dataset)} "
+                        "was not tried.)")
     try:
         import datasets
 

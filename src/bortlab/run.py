@@ -46,6 +46,10 @@ def run(cfg: DictConfig) -> float:
     from bortlab.tracking import build_callbacks, build_logger, finish_tracking, resolve_ckpt_path
     from bortlab.training import AtomicCheckpointIO
 
+    if str(cfg.task.name).startswith("pretrain/"):   # distillation / MLM pre-training stage
+        from bortlab.pretrain.run import run_pretrain
+
+        return run_pretrain(cfg)
     arch_from_cfg(cfg)                      # a bad tuple fails here, before any loading
     task = get_task(cfg.task.name)
     L.seed_everything(int(cfg.seed), workers=True)

@@ -7,6 +7,8 @@ import csv
 import dataclasses
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -317,3 +319,12 @@ def test_submission_formats_per_task(tmp_path):
         write_submission("glue/rte", "test", rows, [0, 1], tmp_path)
     with pytest.raises(ValueError, match="not a label index"):
         write_submission("glue/rte", "test", rows, [0, 1, 2], tmp_path)
+
+
+def test_importing_glue_first_keeps_the_other_benchmarks_visible():
+    # a fresh interpreter: the registry must load every benchmark module even when glue registered first
+    code = ("import importlib.util, bortlab.data.glue\nfrom bortlab.data.tasks import all_tasks\n"
+            "names = all_tasks()\nfor m in ('superglue', 'race'):\n"
+            "    if importlib.util.find_spec('bortlab.data.' + m):\n"
+            "        assert any(n.startswith(m + '/') for n in names), m\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

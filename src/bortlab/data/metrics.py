@@ -26,15 +26,11 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
-from torchmetrics.functional import pearson_corrcoef, spearman_corrcoef
-from torchmetrics.functional.classification import (
-    binary_f1_score,
-    multiclass_accuracy,
-    multiclass_f1_score,
-    multiclass_matthews_corrcoef,
-)
 
 from bortlab.data.tasks import Task, get_task
+
+# torchmetrics is imported inside the metric functions: its package import pulls in transformers and
+# scipy.signal (seconds), which code that only needs the task table or selection_metric should not pay.
 
 _ALIASES = {
     "acc": "accuracy", "f1a": "f1", "f1_binary": "f1", "matthews": "mcc", "matthews_corrcoef": "mcc",
@@ -88,16 +84,22 @@ def combined(scores: dict[str, float], task: Union[Task, str, None] = None) -> f
 def _accuracy(p: torch.Tensor, t: torch.Tensor, groups=None) -> float:
     if p.is_floating_point():   # a regression task asked for accuracy: compare values
         return float((p == t).double().mean())
+    from torchmetrics.functional.classification import multiclass_accuracy
+
     return float(multiclass_accuracy(p, t, num_classes=_num_classes(p, t), average="micro"))
 
 
 def _f1(p: torch.Tensor, t: torch.Tensor, groups=None) -> float:
+    from torchmetrics.functional.classification import binary_f1_score
+
     _check_binary(p, t, "f1")
     return float(binary_f1_score(p, t, zero_division=0))
 
 
 def _mcc(p: torch.Tensor, t: torch.Tensor, groups=None) -> float:
     # 0/0 case (one class on either side): 0.0 by convention, see the module docstring
+    from torchmetrics.functional.classification import multiclass_matthews_corrcoef
+
     if p.unique().numel() < 2 or t.unique().numel() < 2:
         return 0.0
     return float(multiclass_matthews_corrcoef(p, t, num_classes=_num_classes(p, t)))
@@ -106,11 +108,16 @@ def _mcc(p: torch.Tensor, t: torch.Tensor, groups=None) -> float:
 def _macro_f1(p: torch.Tensor, t: torch.Tensor, groups=None) -> float:
     # torchmetrics leaves out of the mean the classes that occur in neither preds nor targets (no tp, fp or
     # fn), which is scikit-learn's default label set: the union of the classes present
+    from torchmetrics.functional.classification import multiclass_f1_score
+
     return float(multiclass_f1_score(p, t, num_classes=_num_classes(p, t), average="macro", zero_division=0))
 
 
-def _correlation(fn, name: str):
+def _correlation(name: str):
     def metric(p: torch.Tensor, t: torch.Tensor, groups=None) -> float:
+        import torchmetrics.functional as F
+
+        fn = F.pearson_corrcoef if name == "pearson" else F.spearman_corrcoef
         if p.numel() < 2 or p.unique().numel() < 2 or t.unique().numel() < 2:
             warnings.warn(f"{name}: predictions or targets are constant, the correlation is undefined; "
                           "reporting 0.0.", RuntimeWarning, stacklevel=3)
@@ -131,7 +138,7 @@ def _em(p: torch.Tensor, t: torch.Tensor, groups=None) -> float:
 
 _METRICS = {
     "accuracy": _accuracy, "f1": _f1, "mcc": _mcc, "macro_f1": _macro_f1, "em": _em,
-    "pearson": _correlation(pearson_corrcoef, "pearson"), "spearman": _correlation(spearman_corrcoef, "spearman"),
+    "pearson": _correlation("pearson"), "spearman": _correlation("spearman"),
 }
 
 

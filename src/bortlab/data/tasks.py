@@ -52,6 +52,7 @@ class Task:
 
 
 _TASKS: dict[str, Task] = {}
+_LOADED = False     # set once every benchmark module has been imported (and so has registered its tasks)
 
 
 def register(task: Task) -> Task:
@@ -60,7 +61,11 @@ def register(task: Task) -> Task:
 
 
 def _load_benchmarks() -> None:
-    # benchmark modules register on import; import lazily so `tasks` has no import cycle
+    # benchmark modules register on import; import lazily so `tasks` has no import cycle. A flag, not
+    # "is _TASKS empty", decides: importing one module directly (bortlab.data.glue) must not hide the others.
+    global _LOADED
+    if _LOADED:
+        return
     import importlib
 
     for mod in ("glue", "superglue", "race"):
@@ -69,11 +74,11 @@ def _load_benchmarks() -> None:
         except ModuleNotFoundError as e:
             if e.name != f"bortlab.data.{mod}":
                 raise
+    _LOADED = True
 
 
 def get_task(name: str) -> Task:
-    if not _TASKS:
-        _load_benchmarks()
+    _load_benchmarks()
     key = name.strip().lower()
     if key not in _TASKS:
         raise TaskError(
@@ -93,6 +98,5 @@ def read_split(task: str | Task, split: str, root=None) -> list[dict]:
 
 
 def all_tasks() -> dict[str, Task]:
-    if not _TASKS:
-        _load_benchmarks()
+    _load_benchmarks()
     return dict(_TASKS)

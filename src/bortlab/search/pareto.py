@@ -1,0 +1,54 @@
+"""Pareto utilities for minimisation objectives: the non-dominated set and the exact hypervolume."""
+from __future__ import annotations
+
+from typing import Sequence
+
+Point = Sequence[float]
+
+
+def dominates(a: Point, b: Point) -> bool:
+    """a dominates b: no worse in every objective and strictly better in one (all minimised)."""
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+
+def pareto_front(points: Sequence[Point]) -> list[int]:
+    """Indices of the non-dominated points, in input order (duplicates of a front point are all kept).
+    In lexicographic order a point can only be dominated by an earlier one, and dominance is transitive, so
+    each point is checked against the front found so far: O(n · |front|) instead of O(n²)."""
+    order = sorted(range(len(points)), key=lambda k: tuple(points[k]))
+    front: list[int] = []
+    for k in order:
+        if not any(dominates(points[j], points[k]) for j in front):
+            front.append(k)
+    return sorted(front)
+
+
+def hypervolume(points: Sequence[Point], ref: Point) -> float:
+    """Exact volume dominated by `points` and bounded by the reference point `ref` (minimisation).
+    Points not strictly better than `ref` in every objective contribute nothing. Slices along the last
+    objective and recurses (HSO); exact and fast enough for fronts of a few hundred points in 3-D."""
+    pts = [tuple(map(float, p)) for p in points if all(x < r for x, r in zip(p, ref))]
+    return _hv(pts, tuple(map(float, ref)))
+
+
+def _hv(pts: list[tuple], ref: tuple) -> float:
+    if not pts:
+        return 0.0
+    if len(ref) == 1:
+        return ref[0] - min(p[0] for p in pts)
+    if len(ref) == 2:
+        best_y, area = ref[1], 0.0
+        for x, y in sorted(pts):  # sweep x upwards; each point adds the strip below the running minimum y
+            if y < best_y:
+                area += (ref[0] - x) * (best_y - y)
+                best_y = y
+        return area
+    pts = sorted(pts, key=lambda p: p[-1])
+    volume = 0.0
+    for k, p in enumerate(pts):
+        top = pts[k + 1][-1] if k + 1 < len(pts) else ref[-1]
+        if top > p[-1]:  # slab [p_z, next_z): every point seen so far is active in it
+            active = [q[:-1] for q in pts[: k + 1]]
+            front = [active[i] for i in pareto_front(active)]
+            volume += _hv(front, ref[:-1]) * (top - p[-1])
+    return volume

@@ -135,24 +135,20 @@ def _small_rte(tmp_path: Path) -> Path:
     return d / "dev.tsv"
 
 
-def test_truncated_row_raises_with_file_and_line(tmp_path):
+@pytest.mark.parametrize("bad,expect", [
+    ("3\tPremise 3.", "at least 4 tab-separated"),       # truncated after the first sentence
+    ("3\tPremise 3.\tHypothesis 3.\tmaybe", "'maybe' is not one of"),   # a label outside the task's set
+])
+def test_malformed_row_raises_with_file_and_line(tmp_path, bad, expect):
     path = _small_rte(tmp_path)
     lines = path.read_text().splitlines()
-    lines[4] = "3\tPremise 3."                      # line 5: cut after the first sentence
-    path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError) as e:
-        read_split("glue/rte", "dev", tmp_path)
-    assert f"{path}:5:" in str(e.value)
-
-
-def test_unknown_label_raises_with_file_and_line(tmp_path):
-    path = _small_rte(tmp_path)
-    lines = path.read_text().splitlines()
-    lines[3] = "2\tPremise 2.\tHypothesis 2.\tmaybe"
-    path.write_text("\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:]) + "\n")   # a blank line shifts lines
-    with pytest.raises(DataError) as e:
-        read_split("glue/rte", "dev", tmp_path / "glue")
-    assert f"{path}:5:" in str(e.value) and "maybe" in str(e.value)
+    lines[4] = bad
+    # a blank line before it: the reported line must be the physical line (6), not the row number
+    path.write_text("\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:]) + "\n")
+    for root in (tmp_path, tmp_path / "glue"):
+        with pytest.raises(DataError) as e:
+            read_split("glue/rte", "dev", root)
+        assert f"{path}:6:" in str(e.value) and expect in str(e.value)
 
 
 def test_missing_file_in_existing_task_dir(tmp_path):

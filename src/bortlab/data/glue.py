@@ -97,7 +97,10 @@ def _read_file(task: Task, layout: Layout, split: str, path: Path) -> list[dict]
     head, raw = io.read_tsv(path, header=names is None, min_columns=1)
     head = list(names) if names is not None else [h.strip() for h in head]
     wanted = {k: layout.columns[k] for k in layout.text}
-    wanted["label" if not test else "idx"] = layout.label_column if not test else layout.id_column
+    if test:
+        wanted["idx"] = layout.id_column        # test rows are submitted under the file's own ids
+    else:
+        wanted["label"] = layout.label_column
     missing = [c for c in wanted.values() if c not in head]
     if missing:
         raise io.DataError(
@@ -109,7 +112,7 @@ def _read_file(task: Task, layout: Layout, split: str, path: Path) -> list[dict]
     if any(len(r) < need for r in raw):
         # read again with the real minimum (error path only) so read_tsv names the short row's line
         io.read_tsv(path, header=names is None, min_columns=need)
-    to_index = {lab: i for i, lab in enumerate(task.labels)}
+    known = set(task.labels)
     rows = []
     for n, r in enumerate(raw):
         row = {"idx": n}
@@ -120,7 +123,7 @@ def _read_file(task: Task, layout: Layout, split: str, path: Path) -> list[dict]
             row["label"] = None
         elif task.is_regression:
             row["label"] = _as_float(row["label"], path, n, names is None)
-        elif row["label"] not in to_index:
+        elif row["label"] not in known:
             raise io.DataError(
                 f"{path}:{_line_of(path, n, names is None)}: label {row['label']!r} is not one of {list(task.labels)} "
                 f"({task.name}, column {layout.label_column!r}). The row is probably shifted by a stray tab or the "

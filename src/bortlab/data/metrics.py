@@ -160,7 +160,11 @@ def _as_tensor(x, regression: bool) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu()
     else:
-        x = torch.as_tensor(np.asarray(x))
+        arr = np.asarray(x)
+        if arr.dtype == object:
+            raise ValueError("preds/targets contain None or non-numbers; unlabelled rows (test splits) cannot "
+                             "be scored, and classification targets must be label indices (Task.target).")
+        x = torch.as_tensor(arr)
     x = x.reshape(-1)
     if regression:
         return x.double()

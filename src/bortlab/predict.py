@@ -44,15 +44,8 @@ def predict_test(trainer, module, dm, out_dir: Path) -> Path | None:
                 log.warning("no %s/%s predictions: %s", task.name, split, str(e).split(". To fix")[0])
                 continue
             logits = _predict_split(trainer, module, tdm, split)
-            path = write_submission(task, split, tdm.rows[split], predictions(task, logits), out_dir,
-                                    logits=logits) if _takes_logits(write_submission) else \
-                write_submission(task, split, tdm.rows[split], predictions(task, logits), out_dir)
+            path = write_submission(task, split, tdm.rows[split], predictions(task, logits), out_dir)
             log.info("wrote %s (%d predictions)", path, len(logits))
             written.append(path)
     return Path(out_dir) if written else None
 
-
-def _takes_logits(fn) -> bool:
-    import inspect
-
-    return "logits" in inspect.signature(fn).parameters

@@ -12,6 +12,8 @@ def predictions(task: Task, logits: torch.Tensor) -> torch.Tensor:
     """Label indices (classification), choice indices (multiple choice) or scores (regression)."""
     if task.kind == "regression":
         return logits.reshape(-1)
+    if task.name == "superglue/record":      # candidates compete within a query: keep a score, not a 0/1
+        return logits[:, 1] - logits[:, 0]
     return logits.argmax(-1)
 
 
@@ -23,7 +25,7 @@ def score(task: Task, logits: torch.Tensor, rows: Optional[Sequence[dict]]) -> d
     targets = [task.target(r) for r in rows]
     if not targets or any(t is None for t in targets):
         return {}
-    if task.group is not None:
+    if task.benchmark in ("superglue", "race"):    # grouped (MultiRC, ReCoRD), AX-g parity, CB macro-F1
         from bortlab.data.qa_metrics import superglue_metrics
 
         return superglue_metrics(task, rows, logits, targets)

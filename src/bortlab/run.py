@@ -52,6 +52,12 @@ def run(cfg: DictConfig) -> float:
         return run_pretrain(cfg)
     arch_from_cfg(cfg)                      # a bad tuple fails here, before any loading
     task = get_task(cfg.task.name)
+    if task.predict_with:
+        from bortlab.data.tasks import TaskError
+
+        raise TaskError(f"{task.name} is a diagnostic set with no training data: the leaderboard scores it with "
+                        f"the {task.predict_with} model. Run task={task.predict_with} (with predict=true); its run "
+                        f"writes the {task.name} predictions too.")
     L.seed_everything(int(cfg.seed), workers=True)
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)

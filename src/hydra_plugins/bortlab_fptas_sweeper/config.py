@@ -1,0 +1,44 @@
+"""The `fptas` sweeper's config, registered in Hydra's ConfigStore as hydra/sweeper=fptas.
+
+Only dataclasses and the ConfigStore are imported here: Hydra imports this module on every run while it
+scans for plugins, so nothing heavy may load at import time."""
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class CostConf:
+    seq_len: int = 128        # reference sequence length of the operation count i
+    effective: bool = False   # p without embeddings (the paper's effective size) instead of net
+    latency: bool = False     # i = measured forward latency on `device` instead of the op count
+    device: str = "cpu"
+
+
+@dataclass
+class FPTASSweeperConf:
+    _target_: str = "hydra_plugins.bortlab_fptas_sweeper.fptas_sweeper.FPTASSweeper"
+    epsilon: float = 0.2                 # cell width: p and i agree within (1 + epsilon) inside a cell
+    steps: Optional[int] = None          # training budget per candidate; null = the job's own
+    steps_key: str = "trainer.max_steps"  # where the budget goes in the job config
+    # hyperparameter sets Θ, each a dict of overrides ({optim.lr: 5e-5}); [] = one empty set. Sweep
+    # overrides on keys outside `arch` (optim.lr=1e-4,5e-5) multiply them.
+    thetas: List[Any] = field(default_factory=list)
+    max_batch_size: Optional[int] = None  # jobs per launcher batch (candidates.csv is written after each)
+    max_failure_rate: float = 0.25       # abort when more than this share of the evaluations failed
+    # the search space (like conf/search/*.yaml); null = the job config's `search` node (search=bort)
+    space: Optional[Any] = None
+    space_key: str = "search"
+    arch_key: str = "arch"               # the job config node holding the Arch fields
+    source: Optional[Any] = None         # maximum point T: a preset name or Arch fields; null = the space's
+    representative: str = "abnc"         # rule choosing a cell's representative: abnc | cheapest
+    fold: List[str] = field(default_factory=lambda: ["heads"])  # cost-neutral fields searched like θ
+    cost: CostConf = field(default_factory=CostConf)
+    params: Dict[str, str] = field(default_factory=dict)  # sweep overrides, as on the command line
+    plot: bool = True                    # write pareto.png
+    wandb: bool = True                   # W&B summary run (offline unless WANDB_MODE is set)
+    wandb_project: str = "bortlab"
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="fptas", node=FPTASSweeperConf, provider="bortlab")

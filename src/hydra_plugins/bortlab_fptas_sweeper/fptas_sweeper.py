@@ -1,0 +1,243 @@
+"""The `fptas` Hydra sweeper: a thin layer that turns the Hydra config into a candidate list, launches
+(candidate, θ) jobs through the configured launcher and hands their errors to `bortlab.search.search`.
+
+    python train.py -m hydra/sweeper=fptas search=minilm task=glue/rte hydra.sweeper.epsilon=0.2
+
+Each job gets the command line's plain overrides, then the candidate's `arch.*` overrides, its θ
+overrides and `++<steps_key>=<steps>`; it must return its error as a float (lower is better). Files in the
+sweep dir: candidates.csv (after every batch; also what a re-run resumes from), optimization_results.yaml,
+pareto.png, and a W&B summary run.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import numbers
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobStatus
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def _plain(x: Any) -> Any:
+    return OmegaConf.to_container(x, resolve=True) if OmegaConf.is_config(x) else x
+
+
+def render(value: Any) -> str:
+    """A Python value as the right-hand side of a Hydra override."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(render(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{render(v)}" for k, v in value.items()) + "}"
+    text = str(value)
+    if isinstance(value, str) and any(ch in text for ch in " ,=[]{}()'\"\\:$"):
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return text
+
+
+class FPTASSweeper(Sweeper):
+    def __init__(self, epsilon: float, steps: Optional[int], steps_key: str, thetas: List[Any],
+                 max_batch_size: Optional[int], max_failure_rate: float, space: Any, space_key: str,
+                 arch_key: str, source: Any, representative: str, fold: List[str], cost: Any,
+                 params: Dict[str, str], plot: bool, wandb: bool, wandb_project: str) -> None:
+        self.epsilon, self.steps, self.steps_key = epsilon, steps, steps_key
+        self.thetas = [dict(_plain(t)) for t in (_plain(thetas) or [])]
+        self.max_batch_size, self.max_failure_rate = max_batch_size, max_failure_rate
+        self.space_cfg, self.space_key, self.arch_key = _plain(space), space_key, arch_key
+        self.source, self.representative, self.fold = _plain(source), representative, list(fold)
+        self.cost_cfg, self.params = dict(_plain(cost) or {}), dict(_plain(params) or {})
+        self.plot, self.use_wandb, self.wandb_project = plot, wandb, wandb_project
+        self.hydra_context: Optional[HydraContext] = None
+        self.config: Optional[DictConfig] = None
+        self.launcher = None
+        self.job_idx = 0
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.hydra_context, self.config = hydra_context, config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config)
+
+    # ---- the command line -> candidates, Θ, fixed overrides ------------------------------------------
+    def _parse(self, arguments: List[str]):
+        from bortlab.search import SearchError
+
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        parsed = parser.parse_overrides([f"{k}={v}" for k, v in self.params.items()] + list(arguments))
+        fixed: Dict[str, str] = {}                 # key element -> override (last one wins)
+        grid: Dict[str, tuple] = {}                # arch field -> values from the command line
+        arch_choices: List[str] = []
+        theta_dims: Dict[str, List[str]] = {}
+        prefix = self.arch_key + "."
+        for o in parsed:
+            key = o.key_or_group
+            if o.is_sweep_override() and not o.is_discrete_sweep():
+                raise SearchError(f"The fptas sweeper enumerates discrete values; {o.input_line!r} is a "
+                                  f"{o.value_type.name} sweep. Use a choice (a,b,c) or range(start,stop,step).")
+            if key.startswith(prefix):
+                grid[key[len(prefix):]] = tuple(o.sweep_iterator()) if o.is_sweep_override() else (o.value(),)
+            elif key == self.arch_key and o.is_sweep_override():
+                arch_choices = list(o.sweep_string_iterator())
+                continue
+            elif o.is_sweep_override():
+                theta_dims[o.get_key_element()] = list(o.sweep_string_iterator())
+                continue
+            fixed[o.get_key_element()] = f"{o.get_key_element()}={o.get_value_element_as_str()}"
+        return fixed, grid, arch_choices, theta_dims
+
+    def _space_config(self) -> dict:
+        if self.space_cfg is not None:
+            return dict(self.space_cfg)
+        node = OmegaConf.select(self.config, self.space_key, default=None)
+        return dict(_plain(node)) if node is not None else {}
+
+    def _base_arch(self, fixed: Dict[str, str], choice: Optional[str]):
+        from bortlab.models.arch import Arch
+
+        cfg = self.config
+        if choice is not None:  # compose the job config with that arch group choice
+            overrides = [v for k, v in fixed.items() if k.lstrip("+~") != self.arch_key] + [f"{self.arch_key}={choice}"]
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        node = OmegaConf.select(cfg, self.arch_key, default=None)
+        return Arch.from_dict(_plain(node)) if node is not None else None
+
+    def _candidates(self, fixed, grid, arch_choices):
+        """(arch -> arch group choice or None) over every base, and the SearchSpace of the first base."""
+        from bortlab.search import SearchError, SearchSpace
+
+        space_cfg = self._space_config()
+        if not space_cfg and not grid:
+            raise SearchError(
+                f"The fptas sweeper has no search space: select one (search=bort, search=minilm: the job config's "
+                f"`{self.space_key}` node), set hydra.sweeper.space, or sweep {self.arch_key}.* keys "
+                f"({self.arch_key}.depth=2,4,6 {self.arch_key}.hidden=256,512 ...).")
+        found: Dict[Any, Optional[str]] = {}
+        spaces = []
+        for choice in arch_choices or [None]:
+            space = SearchSpace.from_config(space_cfg, base=self._base_arch(fixed, choice))
+            space = SearchSpace(grid={**space.grid, **grid}, base=space.base,
+                                fixed={k: v for k, v in space.fixed.items() if k not in grid},
+                                constraints=space.constraints, source=space.source)
+            spaces.append(space)
+            for arch in space.candidates():
+                found.setdefault(arch, choice)
+        return found, spaces[0]
+
+    def _thetas(self, theta_dims: Dict[str, List[str]]) -> List[Dict[str, Any]]:
+        base = self.thetas or [{}]
+        combos = [dict(zip(theta_dims, values)) for values in itertools.product(*theta_dims.values())]
+        return [{**t, **c} for t in base for c in combos]
+
+    def _source_arch(self, space):
+        """The maximum point T: hydra.sweeper.source, else the space's `source`; a preset name, or Arch fields
+        applied to the job's arch; None = max p and max i over the space."""
+        from bortlab.models.arch import Arch
+
+        source = self.source if self.source is not None else space.source
+        if source is None or isinstance(source, Arch):
+            return source
+        if isinstance(source, str):
+            return Arch.preset(source)
+        return space.base.replace(**source) if space.base is not None else Arch(**source)
+
+    # ---- the sweep ------------------------------------------------------------------------------------
+    def sweep(self, arguments: List[str]) -> Any:
+        from bortlab.search import CostModel, search
+        from bortlab.search.report import read_done, write_candidates_csv
+
+        assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        fixed, grid, arch_choices, theta_dims = self._parse(arguments)
+        archs, space = self._candidates(fixed, grid, arch_choices)
+        thetas = self._thetas(theta_dims)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        csv_path = sweep_dir / "candidates.csv"
+        done = read_done(csv_path)
+        if done:
+            log.info("FPTAS: resuming from %s (%d evaluations on record)", csv_path, len(done))
+        # job numbers continue after the existing job dirs, so a resumed sweep never overwrites them
+        self.job_idx = 1 + max((int(p.name) for p in sweep_dir.iterdir() if p.name.isdigit()), default=-1)
+
+        def candidate_overrides(arch, theta) -> List[str]:
+            out = [f"{self.arch_key}={archs[arch]}"] if archs[arch] is not None else []
+            out += [f"{k}={render(v)}" for k, v in space.overrides(arch, prefix=self.arch_key + ".").items()]
+            out += [f"{k}={render(v)}" for k, v in theta.items()]
+            if self.steps is not None:
+                key = self.steps_key if self.steps_key.startswith("+") else "++" + self.steps_key
+                out.append(f"{key}={self.steps}")
+            return out
+
+        # a plain override of a key the sweeper sets per job would clash with it: the sweeper's value wins
+        owned = {o.split("=", 1)[0].lstrip("+~") for t in thetas for o in candidate_overrides(next(iter(archs)), t)}
+        fixed_list = [v for k, v in fixed.items() if k.lstrip("+~") not in owned]
+
+        def evaluate(pairs):
+            batch = [fixed_list + candidate_overrides(arch, theta) for arch, theta in pairs]
+            # compose one job's config before launching: a bad override fails here, not in every job. One, not
+            # all: composing costs as much as launching a job does on a small machine
+            self.validate_batch_is_legal(batch[:1])
+            returns = self.launcher.launch(batch, initial_job_idx=self.job_idx)
+            errors = [self._error_of(r, self.job_idx + k, batch[k]) for k, r in enumerate(returns)]
+            self.job_idx += len(batch)
+            return errors
+
+        cost = CostModel(**self.cost_cfg)
+        result = search(
+            list(archs), evaluate, self.epsilon, thetas, cost.params, cost.ops,
+            source=self._source_arch(space), fold=self.fold, representative=self.representative,
+            max_batch_size=self.max_batch_size, max_failure_rate=self.max_failure_rate, done=done,
+            on_batch=lambda table: write_candidates_csv(csv_path, table, thetas),
+        )
+        write_candidates_csv(csv_path, result.table, thetas)
+        self._write_outputs(result, sweep_dir, candidate_overrides, cost)
+        return result
+
+    @staticmethod
+    def _error_of(ret, job_num: int, overrides: Sequence[str]) -> float:
+        """A JobReturn as an error: inf when the job failed; a clear error when it returned no number."""
+        from bortlab.search import SearchError
+
+        if ret.status != JobStatus.COMPLETED:
+            log.warning("FPTAS: job #%d failed (%s): %r; recorded as a failed evaluation", job_num,
+                        " ".join(overrides), ret._return_value)
+            return math.inf
+        value = ret.return_value
+        if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise SearchError(
+                f"Job #{job_num} ({' '.join(overrides)}; its dir: {ret.working_dir}) returned {value!r} "
+                f"({type(value).__name__}) instead of a number. The task function must return its error "
+                "(lower is better, e.g. 1 - dev accuracy) as a float for the fptas sweeper to rank candidates.")
+        return float(value)
+
+    def _write_outputs(self, result, sweep_dir: Path, candidate_overrides, cost) -> None:
+        from bortlab.search.report import plot_pareto, results_dict, write_results_yaml
+
+        def overrides(arch, theta):  # what reproduces a solution on top of the sweep's own command line
+            return dict(o.split("=", 1) for o in candidate_overrides(arch, theta))
+
+        results = results_dict(result, overrides, extra={"cost_model": cost.describe()})
+        write_results_yaml(sweep_dir / "optimization_results.yaml", results)
+        log.info("FPTAS: best %s W=%.4g (p=%.4g, i=%.4g, e=%.4g) after %d evaluations (%d launched now) in %d cells; "
+                 "results in %s", result.best, result.best_W, result.best_row.p, result.best_row.i,
+                 result.best_error, result.n_evaluations, result.n_launched, result.n_cells, sweep_dir)
+        if self.plot:
+            plot_pareto(sweep_dir / "pareto.png", result)
+        if self.use_wandb:
+            from hydra_plugins.bortlab_fptas_sweeper.wandb_summary import log_summary
+
+            log_summary(result, results, sweep_dir, self.wandb_project, self.plot)

@@ -45,7 +45,7 @@ class _Missing(Exception):
 
 def _need(obj: dict, key: str, where: str):
     if not isinstance(obj, dict) or key not in obj:
-        raise _Missing(f"missing field {where}{key!r}")
+        raise _Missing(f"missing field '{where}{key}'")
     return obj[key]
 
 

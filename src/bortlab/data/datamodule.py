@@ -60,10 +60,34 @@ class TaskDataModule(L.LightningDataModule):
             return
         rows = read_split(self.task, split, root=self.root)
         self.rows[split] = rows
-        self.features[split] = self.encode_rows(rows)
+        # only official splits are cached: rows added at run time (Agora) change every round
+        self.features[split] = self.encode_rows(rows, cache_split=split)
         log.info("%s/%s: %d rows, max %d tokens", self.task.name, split, len(rows), self.max_length)
 
-    def encode_rows(self, rows: Sequence[dict]) -> list[dict]:
+    def _tokenize(self, rows, texts_a, texts_b, cache_split):
+        from bortlab.data import feature_cache
+
+        key = None
+        if cache_split is not None:
+            key = feature_cache.cache_key(self.task, cache_split, rows, self.tokenizer, self.max_length,
+                                          self.use_token_types)
+            hit = feature_cache.load(key)
+            if hit is not None:
+                return hit
+        enc = self.tokenizer(
+            texts_a,
+            [b or "" for b in texts_b] if texts_b is not None else None,
+            truncation=self.task.truncation if texts_b is not None else True,
+            max_length=self.max_length,
+            return_token_type_ids=self.use_token_types,
+            return_attention_mask=False,
+        )
+        ids, types = enc["input_ids"], enc.get("token_type_ids") if self.use_token_types else None
+        if key is not None:
+            feature_cache.save(key, ids, types)
+        return ids, types
+
+    def encode_rows(self, rows: Sequence[dict], cache_split: Optional[str] = None) -> list[dict]:
         """Tokenise rows with the task's `inputs`; one example per row (choices stacked for multiple choice)."""
         if not rows:
             return []
@@ -71,15 +95,7 @@ class TaskDataModule(L.LightningDataModule):
         flat_a = [a for pairs in pairs_per_row for a, _ in pairs]
         flat_b = [b for pairs in pairs_per_row for _, b in pairs]
         has_b = any(b is not None for b in flat_b)
-        enc = self.tokenizer(
-            flat_a,
-            [b or "" for b in flat_b] if has_b else None,
-            truncation=self.task.truncation if has_b else True,
-            max_length=self.max_length,
-            return_token_type_ids=self.use_token_types,
-            return_attention_mask=False,
-        )
-        ids, types = enc["input_ids"], enc.get("token_type_ids")
+        ids, types = self._tokenize(rows, flat_a, flat_b if has_b else None, cache_split)
         out, k = [], 0
         for i, (row, pairs) in enumerate(zip(rows, pairs_per_row)):
             n = len(pairs)

@@ -35,7 +35,7 @@ class SearchSpace:
     set to one value for the whole space (they are part of the space, so the sweeper passes them to jobs)."""
 
     grid: Mapping[str, tuple]
-    base: Arch | None = None
+    base: Arch | Mapping[str, Any] | None = None  # a Mapping may be an invalid tuple: the grid replaces fields
     fixed: Mapping[str, Any] = field(default_factory=dict)
     constraints: tuple[str, ...] = ()
     source: Any = None  # the maximum point T: None (max over the space), a preset name or an Arch
@@ -53,7 +53,19 @@ class SearchSpace:
                 f"The search space sets no value for {missing} and has no base architecture to take them from. "
                 "Give those dimensions in the search config (e.g. depth: [2, 4]) or compose an `arch`."
             )
+        if self.base is not None and not isinstance(self.base, Arch):
+            base = {k: v for k, v in dict(self.base).items() if k not in ("name", "_target_")}
+            unknown = sorted(set(base) - set(ARCH_FIELDS))
+            if unknown:
+                raise SearchError(f"The base architecture has unknown field(s) {unknown}; valid fields are {list(ARCH_FIELDS)}.")
+            object.__setattr__(self, "base", base)
         object.__setattr__(self, "_checks", tuple(_compile(c) for c in self.constraints))
+
+    @property
+    def base_fields(self) -> dict[str, Any]:
+        if self.base is None:
+            return {}
+        return self.base.to_dict() if isinstance(self.base, Arch) else dict(self.base)
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -70,12 +82,12 @@ class SearchSpace:
     def candidates(self) -> list[Arch]:
         """Every valid grid point satisfying the constraints, in grid order, without duplicates."""
         names = list(self.grid)
+        base = self.base_fields
         seen: dict[Arch, None] = {}
         invalid = 0
         for combo in itertools.product(*(self.grid[n] for n in names)):
-            values = {**self.fixed, **dict(zip(names, combo))}
             try:
-                arch = self.base.replace(**values) if self.base is not None else Arch(**values)
+                arch = Arch(**{**base, **self.fixed, **dict(zip(names, combo))})
             except ArchError:
                 invalid += 1  # e.g. H % A != 0 without head_dim: not an architecture at all
                 continue

@@ -86,8 +86,10 @@ class FPTASSweeper(Sweeper):
             if o.is_sweep_override() and not o.is_discrete_sweep():
                 raise SearchError(f"The fptas sweeper enumerates discrete values; {o.input_line!r} is a "
                                   f"{o.value_type.name} sweep. Use a choice (a,b,c) or range(start,stop,step).")
-            if key.startswith(prefix):
+            if key.startswith(prefix):  # an architecture dimension; a plain value still composes the base
                 grid[key[len(prefix):]] = tuple(o.sweep_iterator()) if o.is_sweep_override() else (o.value(),)
+                if o.is_sweep_override():
+                    continue
             elif key == self.arch_key and o.is_sweep_override():
                 arch_choices = list(o.sweep_string_iterator())
                 continue
@@ -104,14 +106,12 @@ class FPTASSweeper(Sweeper):
         return dict(_plain(node)) if node is not None else {}
 
     def _base_arch(self, fixed: Dict[str, str], choice: Optional[str]):
-        from bortlab.models.arch import Arch
-
         cfg = self.config
         if choice is not None:  # compose the job config with that arch group choice
             overrides = [v for k, v in fixed.items() if k.lstrip("+~") != self.arch_key] + [f"{self.arch_key}={choice}"]
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
         node = OmegaConf.select(cfg, self.arch_key, default=None)
-        return Arch.from_dict(_plain(node)) if node is not None else None
+        return dict(_plain(node)) if node is not None else None  # may be invalid alone (arch.heads=3): the grid fixes it
 
     def _candidates(self, fixed, grid, arch_choices):
         """(arch -> arch group choice or None) over every base, and the SearchSpace of the first base."""
@@ -150,7 +150,7 @@ class FPTASSweeper(Sweeper):
             return source
         if isinstance(source, str):
             return Arch.preset(source)
-        return space.base.replace(**source) if space.base is not None else Arch(**source)
+        return Arch(**{**space.base_fields, **source})
 
     # ---- the sweep ------------------------------------------------------------------------------------
     def sweep(self, arguments: List[str]) -> Any:

@@ -1,0 +1,158 @@
+"""The `fptas` Hydra sweeper end to end, through a toy Hydra app (tests/apps/toy.py) whose jobs return a
+synthetic ABnC error: discovery, outputs, agreement with the pure FPTAS, resume, launchers, failures."""
+import csv
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bortlab.models.arch import Arch
+from bortlab.search import SearchSpace, search
+from bortlab.search.synthetic import ABnCInstance
+
+REPO = Path(__file__).resolve().parents[1]
+APP = REPO / "tests" / "apps"
+
+
+def run_toy(tmp_path, *args, env=None):
+    cmd = [sys.executable, str(APP / "toy.py"), "-m", "hydra/sweeper=fptas", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+           "hydra.sweeper.wandb=false", f"log_file={tmp_path / 'calls.jsonl'}", *args]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})})
+    return proc, proc.stdout + proc.stderr
+
+
+def calls(tmp_path):
+    path = tmp_path / "calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def in_process(eps, lrs, space="tiny"):
+    """The same search run by the pure module on the toy app's own config: the sweeper must agree."""
+    conf = yaml.safe_load((APP / "conf" / "toy.yaml").read_text())
+    base = Arch.from_dict(yaml.safe_load((APP / "conf" / "arch" / "small.yaml").read_text())["arch"])
+    cands = SearchSpace.from_config(yaml.safe_load((APP / "conf" / "search" / f"{space}.yaml").read_text()), base=base).candidates()
+    inst = ABnCInstance(**conf["instance"])
+    return search(cands, inst.evaluate, eps, thetas=[{"optim.lr": lr} for lr in lrs]), cands, inst
+
+
+def test_plugin_is_discovered_from_the_installed_package():
+    code = ("from hydra.core.plugins import Plugins; from hydra.plugins.sweeper import Sweeper; "
+            "from hydra.core.config_store import ConfigStore; import inspect; "
+            "s = [p for p in Plugins.instance().discover(Sweeper) if p.__name__ == 'FPTASSweeper']; "
+            "print(inspect.getfile(s[0])); print('fptas.yaml' in ConfigStore.instance().repo['hydra']['sweeper'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/", check=True).stdout.split()
+    import hydra_plugins.bortlab_fptas_sweeper as pkg
+
+    assert Path(out[0]).parent == Path(pkg.__file__).parent and out[1] == "True"
+    # namespace package: no __init__.py in hydra_plugins itself, or Hydra's own plugins would be hidden
+    assert not (Path(pkg.__file__).parents[1] / "__init__.py").exists()
+
+
+@pytest.mark.slow
+def test_plugin_is_discovered_from_a_built_wheel(tmp_path):
+    """A regular (non-editable) install: build the wheel, unpack it as a site dir, hide the source tree."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(REPO)], check=True, capture_output=True)
+    site = tmp_path / "site"
+    zipfile.ZipFile(next(tmp_path.glob("bortlab-*.whl"))).extractall(site)
+    code = (f"import sys; sys.path = [p for p in sys.path if not p.startswith({str(REPO)!r})]; sys.path.insert(0, {str(site)!r}); "
+            "from hydra.core.plugins import Plugins; from hydra.plugins.sweeper import Sweeper; import inspect; "
+            "print([inspect.getfile(p) for p in Plugins.instance().discover(Sweeper) if p.__name__ == 'FPTASSweeper'][0])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/", check=True).stdout.strip()
+    assert Path(out).is_relative_to(site)
+
+
+def test_sweep_agrees_with_the_pure_fptas_writes_outputs_and_resumes(tmp_path):
+    args = ["search=tiny", "hydra.sweeper.epsilon=0.3", "hydra.sweeper.steps=7", "hydra.sweeper.max_batch_size=5",
+            "optim.lr=1e-4,1e-3"]
+    proc, log = run_toy(tmp_path, *args)
+    assert proc.returncode == 0, log
+    expected, cands, inst = in_process(0.3, [1e-4, 1e-3])
+    first = calls(tmp_path)
+    assert len(first) == expected.n_evaluations < 2 * len(cands)        # one job per (representative, θ)
+    assert {c["steps"] for c in first} == {7} and {c["lr"] for c in first} == {1e-4, 1e-3}
+    sweep = tmp_path / "sweep"
+    res = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    b = expected.best
+    assert res["best_params"] == {"arch.depth": str(b.depth), "arch.heads": str(b.heads), "arch.hidden": str(b.hidden),
+                                  "arch.intermediate": str(b.intermediate), "optim.lr": str(expected.best_theta["optim.lr"]),
+                                  "++trainer.max_steps": "7"}
+    assert res["best_value"] == pytest.approx(expected.best_W, rel=1e-12)
+    assert len(res["solutions"]) == len(expected.front)
+    rows = list(csv.DictReader((sweep / "candidates.csv").open()))
+    assert len(rows) == len(cands) and sum(r["status"] == "evaluated" for r in rows) * 2 == len(first)
+    assert (sweep / "pareto.png").stat().st_size > 0 and (sweep / "multirun.yaml").exists()
+
+    # same command, same sweep dir: nothing is trained again, the answer is the same
+    proc, log = run_toy(tmp_path, *args)
+    assert proc.returncode == 0, log
+    assert "resuming" in log and len(calls(tmp_path)) == len(first)
+    assert yaml.safe_load((sweep / "optimization_results.yaml").read_text())["best_params"] == res["best_params"]
+
+
+def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
+    proc, log = run_toy(tmp_path, "search=tiny", "hydra.sweeper.epsilon=1.0", "hydra/launcher=joblib",
+                        "hydra.launcher.n_jobs=2", "hydra.sweeper.plot=false")
+    assert proc.returncode == 0, log
+    jobs = calls(tmp_path)
+    expected, _, _ = in_process(1.0, [1e-4])
+    assert len(jobs) == expected.n_evaluations and len({j["pid"] for j in jobs}) >= 2
+    res = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+    assert res["best_value"] == pytest.approx(expected.best_W, rel=1e-12)
+
+
+def test_space_from_sweep_overrides_and_arch_group_choices(tmp_path):
+    proc, log = run_toy(tmp_path, "arch=small,wide", "arch.depth=1,2", "arch.heads=2,4", "arch.hidden=64",
+                        "arch.intermediate=range(128,385,128)", "hydra.sweeper.epsilon=1e-6", "hydra.sweeper.plot=false",
+                        "hydra.sweeper.thetas=[{optim.lr:0.002}]")
+    assert proc.returncode == 0, log
+    rows = list(csv.DictReader((tmp_path / "sweep" / "candidates.csv").open()))
+    assert len(rows) == 2 * 2 * 2 * 3 and all(r["status"] == "evaluated" for r in rows)  # ε -> 0: exhaustive
+    assert {json.loads(r["arch"])["vocab_size"] for r in rows} == {1000, 5000}  # both arch group choices
+    assert {tuple(c["tuple"]) for c in calls(tmp_path)} == {(d, a, 64, i) for d in (1, 2) for a in (2, 4) for i in (128, 256, 384)}
+    assert {c["lr"] for c in calls(tmp_path)} == {0.002}  # θ from hydra.sweeper.thetas
+
+
+def test_failed_jobs_are_recorded_then_bounded_by_max_failure_rate(tmp_path):
+    proc, log = run_toy(tmp_path, "search=tiny", "hydra.sweeper.epsilon=1.0", "fail_if='depth == 1'",
+                        "hydra.sweeper.max_failure_rate=0.6", "hydra.sweeper.plot=false")
+    assert proc.returncode == 0, log
+    rows = list(csv.DictReader((tmp_path / "sweep" / "candidates.csv").open()))
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert failed and {r["depth"] for r in failed} == {"1"} and all(r["e[]"] == "inf" for r in failed)
+    assert "job #0 failed" in log
+    # the cheapest cells come first, so with batches of 2 the first batch already breaks the bound
+    proc, log = run_toy(tmp_path / "sweep", "search=tiny", "hydra.sweeper.epsilon=1.0", "fail_if='depth == 1'",
+                        "hydra.sweeper.max_failure_rate=0.0", "hydra.sweeper.max_batch_size=2")
+    assert proc.returncode != 0 and "2 of 2 evaluations failed, more than max_failure_rate=0.0" in log, log
+
+
+@pytest.mark.parametrize("args, message", [
+    (["garbage=true", "hydra.sweeper.max_batch_size=1"], r"Job #0 \(.*returned 'not a number' \(str\) instead of a number"),
+    (["hydra.sweeper.epsilon=0"], "epsilon must be a positive finite number"),
+    (["arch.heads=3"], "search space is empty"),
+    (["arch.depth=interval(1,4)"], "enumerates discrete values"),
+])
+def test_bad_input_gives_a_clear_error(tmp_path, args, message):
+    proc, log = run_toy(tmp_path, "search=tiny", *args)
+    assert proc.returncode != 0
+    assert __import__("re").search(message, log), log
+
+
+def test_no_space_is_a_clear_error(tmp_path):
+    proc, log = run_toy(tmp_path)
+    assert proc.returncode != 0 and "has no search space" in log
+
+
+def test_wandb_summary_run_is_written_offline(tmp_path):
+    proc, log = run_toy(tmp_path, "search=tiny", "hydra.sweeper.epsilon=1.0", "hydra.sweeper.wandb=true",
+                        env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
+    assert proc.returncode == 0, log
+    runs = list((tmp_path / "sweep" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb")), log

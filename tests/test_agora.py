@@ -307,3 +307,15 @@ def test_student_labeller_and_config(tokenizer, tmp_path):
     _fit(tokenizer, tmp_path, cb, epochs=1)
     rows = R.read_jsonl(tmp_path / "agora" / "round_1.jsonl")
     assert rows and all(r["agora"]["labeller"] == "student" for r in rows)
+
+
+def test_rebuilt_train_loaders_shuffle_anew_each_epoch(tokenizer):
+    # Agora rebuilds the train loader every epoch; each rebuild must not replay epoch 0's order
+    from types import SimpleNamespace
+
+    dm = TaskDataModule(SYNTH, tokenizer, batch_size=8, group_by_length=False)
+    orders = []
+    for epoch in (0, 1, 0):
+        dm.trainer = SimpleNamespace(current_epoch=epoch)
+        orders.append([i for b in dm._loader("train", train=True).batch_sampler for i in b])
+    assert orders[0] != orders[1] and orders[0] == orders[2]

@@ -140,6 +140,9 @@ class TaskDataModule(L.LightningDataModule):
             [_length(f) for f in feats], bs, shuffle=train, group=self.group_by_length or not train,
             seed=self.seed, drop_last=False,
         )
+        if train and getattr(self, "trainer", None) is not None:
+            # a loader rebuilt every epoch (reload_dataloaders_every_n_epochs, Agora) must still shuffle anew
+            sampler.epoch = int(self.trainer.current_epoch)
         return DataLoader(
             feats, batch_sampler=sampler, collate_fn=Collator(self.pad_id, self.task), num_workers=self.num_workers
         )

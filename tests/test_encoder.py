@@ -1,0 +1,143 @@
+"""The parametric encoder and heads: parameter counts, unpadded == padded == one-by-one, training, heads vs HF."""
+import pytest
+import torch
+from transformers import BertConfig, BertForMultipleChoice, BertForSequenceClassification
+
+from bortlab.models import Arch, Encoder, MultipleChoice, SequenceClassifier
+from bortlab.models.hf import encoder_state_from_hf
+
+SHAPES = [
+    Arch(2, 2, 32, 64, vocab_size=100, max_positions=40),
+    Arch(3, 5, 80, 200, vocab_size=100, max_positions=40),                       # odd, heads | hidden
+    Arch(2, 3, 48, 96, head_dim=20, vocab_size=100, max_positions=40),           # attn width 60 != hidden
+    Arch(1, 4, 64, 32, vocab_size=120, type_vocab_size=0, pooler=False, hidden_act="relu"),
+    Arch(2, 4, 64, 128, vocab_size=100, max_positions=40, pad_token_id=1, position_offset=2, hidden_act="gelu_new"),
+]
+
+
+def _batch(arch, B=4, L=19, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, arch.vocab_size, (B, L), generator=g)
+    lengths = torch.tensor([L, 1, L - 7, 5][:B])
+    mask = (torch.arange(L)[None] < lengths[:, None]).long()
+    ids = ids.masked_fill(mask == 0, arch.pad_token_id)
+    types = (torch.arange(L)[None] >= 3).long().expand(B, L).clone() if arch.type_vocab_size > 1 else None
+    return ids, mask, types
+
+
+@pytest.mark.parametrize("arch", SHAPES + [Arch.preset("bort"), Arch.preset("bert_base")], ids=str)
+def test_num_params_matches_arch(arch):
+    enc = Encoder(arch)
+    assert enc.num_params() == arch.num_params()
+    assert enc.num_params(non_embedding=True) == arch.num_params(non_embedding=True)
+
+
+@pytest.mark.parametrize("arch", SHAPES, ids=str)
+def test_unpadded_equals_padded_and_one_by_one(arch):
+    torch.manual_seed(0)
+    enc = Encoder(arch).eval()
+    ids, mask, types = _batch(arch)
+    with torch.no_grad():
+        fast = enc(ids, mask, types)                       # unpadded path (the mask has zeros)
+        enc.unpad = False
+        dense = enc(ids, mask, types)                      # classic padded path with an SDPA mask
+        enc.unpad = True
+        real = mask.bool()
+        assert fast.shape == (4, 19, arch.hidden)
+        torch.testing.assert_close(fast[real], dense[real], atol=1e-5, rtol=0)
+        assert fast[~real].abs().max() == 0                # documented: pads are zero on the unpadded path
+        for b in range(ids.shape[0]):                      # each sequence alone, no padding at all
+            n = int(mask[b].sum())
+            alone = enc(ids[b:b + 1, :n], None, None if types is None else types[b:b + 1, :n])
+            torch.testing.assert_close(fast[b, :n], alone[0], atol=1e-5, rtol=0)
+        full = torch.ones_like(mask)                       # an all-ones mask is the maskless path
+        torch.testing.assert_close(enc(ids, full, types), enc(ids, None, types), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("arch", [SHAPES[1], SHAPES[2], SHAPES[4]], ids=str)
+def test_gradients_equal_on_both_paths(arch):
+    arch = arch.replace(dropout=0.0, attention_dropout=0.0)
+    torch.manual_seed(0)
+    enc = Encoder(arch).train()
+    ids, mask, types = _batch(arch)
+    grads = []
+    for unpad in (True, False):
+        enc.zero_grad()
+        enc.unpad = unpad
+        h = enc(ids, mask, types)
+        (enc.pool(h).square().sum() + (h * mask[..., None]).sum()).backward()
+        grads.append({n: p.grad.clone() for n, p in enc.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    assert set(grads[0]) == {n for n, _ in enc.named_parameters()}      # every parameter is reached
+    for n in grads[0]:
+        torch.testing.assert_close(grads[0][n], grads[1][n], atol=1e-5, rtol=1e-4, msg=n)
+    pad_row = enc.word_embeddings.padding_idx
+    assert grads[0]["word_embeddings.weight"][pad_row].abs().max() == 0   # HF's padding_idx semantics
+
+
+def test_train_mode_dropout_and_a_step_reduces_loss():
+    arch = Arch(2, 2, 32, 64, vocab_size=50, max_positions=16, dropout=0.2, attention_dropout=0.2)
+    torch.manual_seed(0)
+    model = SequenceClassifier(Encoder(arch), num_labels=2)
+    ids, mask, types = _batch(arch, L=12)
+    labels = torch.tensor([0, 1, 1, 0])
+    model.train()
+    a, b = model(ids, mask, types), model(ids, mask, types)
+    assert not torch.equal(a, b)                                  # dropout active on the unpadded path
+    model.eval()
+    torch.testing.assert_close(model(ids, mask, types), model(ids, mask, types), atol=0, rtol=0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    losses = []
+    for _ in range(15):
+        loss = torch.nn.functional.cross_entropy(model(ids, mask, types), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] * 0.5
+
+
+def test_too_long_input_is_a_clear_error():
+    enc = Encoder(Arch(1, 2, 16, 32, vocab_size=20, max_positions=8))
+    with pytest.raises(ValueError, match="max_positions=8"):
+        enc(torch.ones(1, 9, dtype=torch.long))
+
+
+def _hf_pair(hf_cls, **kw):
+    """A random HF head model and our head with its weights (encoder via encoder_state_from_hf)."""
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=99, hidden_size=48, num_hidden_layers=2, num_attention_heads=3,
+                        intermediate_size=80, max_position_embeddings=32, **kw)
+    hf = hf_cls(config).eval()
+    from bortlab.models.hf import arch_from_hf_config
+    arch = arch_from_hf_config(config)
+    enc = Encoder(arch)
+    enc.load_state_dict(encoder_state_from_hf(hf.state_dict(), arch))
+    return hf, enc
+
+
+@pytest.mark.parametrize("num_labels", [1, 3])
+def test_sequence_classifier_equals_hf(num_labels):
+    hf, enc = _hf_pair(BertForSequenceClassification, num_labels=num_labels)
+    ours = SequenceClassifier(enc, num_labels).eval()
+    ours.classifier.load_state_dict(hf.classifier.state_dict())
+    ids, mask, types = _batch(enc.arch, L=15)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids, mask, types), hf(ids, attention_mask=mask, token_type_ids=types).logits,
+                                   atol=1e-5, rtol=0)
+    assert ours.encoder is enc and ours(ids, mask).shape == (4, num_labels)
+
+
+def test_multiple_choice_equals_hf():
+    hf, enc = _hf_pair(BertForMultipleChoice)
+    ours = MultipleChoice(enc).eval()
+    ours.classifier.load_state_dict(hf.classifier.state_dict())
+    ids, mask, types = _batch(enc.arch, B=4, L=11)
+    ids, mask, types = (t.view(2, 2, 11) for t in (ids, mask, types))   # 2 questions x 2 choices
+    with torch.no_grad():
+        got = ours(ids, mask, types)
+        assert got.shape == (2, 2)
+        torch.testing.assert_close(got, hf(ids, attention_mask=mask, token_type_ids=types).logits, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="batch, choices, length"):
+        ours(ids[0])

@@ -16,7 +16,7 @@ DATA = Path(os.environ.get("BORTLAB_DATA") or REPO.parent / "shared" / "data")
 needs_data = pytest.mark.skipif(not (DATA / "glue" / "RTE" / "train.tsv").exists(), reason=f"no GLUE data under {DATA}")
 register_resolvers()
 
-FAST = ["trainer.max_steps=3", "trainer.limit_val_batches=2", "data.batch_size=8", "data.eval_batch_size=32",
+FAST = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2", "data.batch_size=8", "data.eval_batch_size=32",
         "trainer.enable_progress_bar=false", "task.max_length=64"]
 
 
@@ -38,6 +38,8 @@ def test_every_config_composes():
         assert arch_from_cfg(cfg).tuple == (cfg.arch.depth, cfg.arch.heads, cfg.arch.hidden, cfg.arch.intermediate)
     for t in groups["task"]:
         cfg = compose_cfg([f"task={t}"])
+        if t.startswith("pretrain/"):   # the pre-training stage has no row in the task table
+            continue
         assert get_task(cfg.task.name).name == t
 
 

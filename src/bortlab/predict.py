@@ -17,16 +17,24 @@ from bortlab.data.tasks import all_tasks
 log = logging.getLogger(__name__)
 
 
-def _predict_split(trainer, module, dm, split: str):
-    loader = dm._loader(split, train=False)
-    outs = trainer.predict(module, dataloaders=loader)
-    index = torch.cat([i for i, _ in outs])
-    logits = torch.cat([l for _, l in outs])
-    order = index.argsort()
-    return logits[order]
+def _predict_split(module, dm, split: str) -> torch.Tensor:
+    """Logits for every row of `split`, in row order. A plain loop, not trainer.predict: Lightning rebuilds
+    custom batch samplers for prediction and cannot rebuild the length-grouped one."""
+    was_training = module.training
+    module.eval()
+    device = next(module.parameters()).device
+    index, logits = [], []
+    with torch.inference_mode():
+        for batch in dm._loader(split, train=False):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            index.append(batch["index"].cpu())
+            logits.append(module(batch).float().cpu())
+    module.train(was_training)
+    order = torch.cat(index).argsort()
+    return torch.cat(logits)[order]
 
 
-def predict_test(trainer, module, dm, out_dir: Path) -> Path | None:
+def predict_test(module, dm, out_dir: Path) -> Path | None:
     from bortlab.data.datamodule import TaskDataModule
     from bortlab.data.submission import write_submission
 
@@ -43,7 +51,7 @@ def predict_test(trainer, module, dm, out_dir: Path) -> Path | None:
             except DataError as e:
                 log.warning("no %s/%s predictions: %s", task.name, split, str(e).split(". To fix")[0])
                 continue
-            logits = _predict_split(trainer, module, tdm, split)
+            logits = _predict_split(module, tdm, split)
             path = write_submission(task, split, tdm.rows[split], predictions(task, logits), out_dir)
             log.info("wrote %s (%d predictions)", path, len(logits))
             written.append(path)

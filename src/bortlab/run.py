@@ -94,7 +94,7 @@ def run(cfg: DictConfig) -> float:
         if cfg.get("predict", False):
             from bortlab.predict import predict_test
 
-            submission = predict_test(trainer, module, dm, out / "submission")
+            submission = predict_test(module, dm, out / "submission")
         result = {
             "task": task.name, "objective": objective, "selection_metric": selection, "dev": dev,
             "arch": arch.to_dict(), "tuple": list(arch.tuple),

@@ -52,6 +52,12 @@ def build_tokenizer(cfg: DictConfig):
             return tok
         except Exception as e:  # unreachable hub id, not a tokenizer directory, ...
             errors.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
+    if m.init == "pretrained" and not m.get("tokenizer"):
+        raise SetupError(
+            f"Could not load the checkpoint {m.pretrained!r} ({'; '.join(errors)}). Options: "
+            "model.pretrained=<local dir holding a copy of the checkpoint> (config.json, weights, tokenizer), "
+            "or model.init=scratch to train this architecture from random weights."
+        )
     raise SetupError(
         "No tokenizer could be loaded. Tried: " + "; ".join(errors) +
         ". Pass model.tokenizer=<hub id or local dir with a tokenizer>, e.g. the directory of a local checkpoint."
@@ -79,7 +85,7 @@ def build_model(cfg: DictConfig, task, tokenizer):
                 "model.pretrained=<hub id or local dir>, or train from random weights with model.init=scratch."
             )
         try:
-            encoder = load_pretrained(str(m.pretrained), dropout=dropout)
+            encoder = load_pretrained(str(m.pretrained), dropout=dropout, **hub_kwargs(str(m.pretrained)))
         except (OSError, ValueError) as e:
             raise SetupError(
                 f"Could not load the checkpoint {m.pretrained!r} ({e}). Options: model.pretrained=<local dir "

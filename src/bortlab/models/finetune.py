@@ -93,9 +93,6 @@ class FineTuneModule(L.LightningModule):
             self.log_dict(metrics, prog_bar=True, sync_dist=True)
             self.last_metrics = metrics
 
-    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0):
-        return batch["index"].cpu(), self(batch).detach().float().cpu()
-
     # ---- optimisation ------------------------------------------------------------------------------
     def configure_optimizers(self):
         opt = torch.optim.AdamW(decay_groups(self.model, self.weight_decay), lr=self.lr, betas=self.betas, eps=self.eps)

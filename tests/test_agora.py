@@ -319,3 +319,20 @@ def test_rebuilt_train_loaders_shuffle_anew_each_epoch(tokenizer):
         dm.trainer = SimpleNamespace(current_epoch=epoch)
         orders.append([i for b in dm._loader("train", train=True).batch_sampler for i in b])
     assert orders[0] != orders[1] and orders[0] == orders[2]
+
+
+def test_bad_agora_options_surface_as_setup_errors_from_the_config(tmp_path):
+    # through build_callbacks (hydra.utils.instantiate): the SetupError itself, not Hydra's wrapper
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    from bortlab.config import register_resolvers
+    from bortlab.tracking import build_callbacks
+
+    register_resolvers()
+    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["arch=tiny", "task=superglue/cb", "callbacks=agora",
+                                           "agora.transform.name=paraphrase"])
+    with pytest.raises(SetupError, match="agora.transform.name='paraphrase'"):
+        build_callbacks(cfg, get_task("superglue/cb"), tmp_path)

@@ -96,9 +96,18 @@ def build_callbacks(cfg: DictConfig, task, out: Path):
         callbacks.append(EarlyStopping(monitor=f"val/{task.metrics[0]}", mode="max", patience=int(es.get("patience", 3))))
     for extra in (cb_cfg.get("extra") or {}).values():
         if extra is not None:
+            from hydra.errors import InstantiationException
             from hydra.utils import instantiate
 
-            callbacks.append(instantiate(extra))
+            try:
+                callbacks.append(instantiate(extra))
+            except InstantiationException as e:
+                # a callback's own bad-input error (e.g. Agora's SetupError) is clearer than Hydra's wrapper
+                from bortlab.errors import USER_ERRORS
+
+                if isinstance(e.__cause__, USER_ERRORS):
+                    raise e.__cause__ from None
+                raise
     return callbacks, ckpt
 
 

@@ -336,3 +336,34 @@ def test_bad_agora_options_surface_as_setup_errors_from_the_config(tmp_path):
                                            "agora.transform.name=paraphrase"])
     with pytest.raises(SetupError, match="agora.transform.name='paraphrase'"):
         build_callbacks(cfg, get_task("superglue/cb"), tmp_path)
+
+
+def test_a_bortlab_run_as_labeller(tmp_path):
+    """A run directory written by train.py labels rows of any task with its label set, and is refused, before
+    training, by a task with another label set."""
+    import os
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from bortlab.config import register_resolvers
+    from bortlab.run import run
+
+    repo = Path(__file__).resolve().parents[1]
+    data = Path(os.environ.get("BORTLAB_DATA") or repo.parent / "shared" / "data")
+    if not (data / "glue" / "RTE" / "train.tsv").exists():
+        pytest.skip("no GLUE RTE data")
+    register_resolvers()
+    with initialize_config_dir(str(repo / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["arch=tiny", "task=glue/rte", f"data.root={data}", "trainer.max_steps=1",
+                                           "trainer.limit_val_batches=1", "task.max_length=32", "predict=false",
+                                           "logger=none", "trainer.enable_progress_bar=false", f"+output_dir={tmp_path}"])
+    run(cfg)
+    (tmp_path / ".hydra").mkdir()
+    OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")      # what Hydra writes next to every run
+    lab = load_labeller({"path": str(tmp_path)}, get_task("superglue/rte"))   # same labels, other task
+    p = lab.probs([{"premise": "A man sleeps.", "hypothesis": "A man is awake.", "label": None}])
+    assert p.shape == (1, 2) and lab.embedding_source() is not None
+    with pytest.raises(SetupError, match=r"labeller .* predicts the labels \['entailment', 'not_entailment'\]"):
+        load_labeller({"path": str(tmp_path / "checkpoints" / "last.ckpt")}, get_task("superglue/cb"))

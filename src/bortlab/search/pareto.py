@@ -1,6 +1,7 @@
 """Pareto utilities for minimisation objectives: the non-dominated set and the exact hypervolume."""
 from __future__ import annotations
 
+import bisect
 from typing import Sequence
 
 Point = Sequence[float]
@@ -25,8 +26,9 @@ def pareto_front(points: Sequence[Point]) -> list[int]:
 
 def hypervolume(points: Sequence[Point], ref: Point) -> float:
     """Exact volume dominated by `points` and bounded by the reference point `ref` (minimisation).
-    Points not strictly better than `ref` in every objective contribute nothing. Slices along the last
-    objective and recurses (HSO); exact and fast enough for fronts of a few hundred points in 3-D."""
+    Points not strictly better than `ref` in every objective contribute nothing; dominated points may be
+    included. 3-D: a sweep along the last objective keeping the 2-D staircase, O(n·front); other
+    dimensions: slicing recursion (HSO)."""
     pts = [tuple(map(float, p)) for p in points if all(x < r for x, r in zip(p, ref))]
     return _hv(pts, tuple(map(float, ref)))
 
@@ -43,6 +45,8 @@ def _hv(pts: list[tuple], ref: tuple) -> float:
                 area += (ref[0] - x) * (best_y - y)
                 best_y = y
         return area
+    if len(ref) == 3:
+        return _hv3(pts, ref)
     pts = sorted(pts, key=lambda p: p[-1])
     volume = 0.0
     for k, p in enumerate(pts):
@@ -51,4 +55,24 @@ def _hv(pts: list[tuple], ref: tuple) -> float:
             active = [q[:-1] for q in pts[: k + 1]]
             front = [active[i] for i in pareto_front(active)]
             volume += _hv(front, ref[:-1]) * (top - p[-1])
+    return volume
+
+
+def _hv3(pts: list[tuple], ref: tuple) -> float:
+    """Sweep z upwards; between consecutive z values the dominated (x, y) area is that of the staircase of
+    the points seen so far (xs ascending, ys strictly descending), updated as each point arrives."""
+    pts = sorted(pts, key=lambda p: p[2])
+    xs: list[float] = []
+    ys: list[float] = []
+    area = volume = 0.0
+    for k, (x, y, z) in enumerate(pts):
+        j = bisect.bisect_right(xs, x)
+        if not (j > 0 and ys[j - 1] <= y):  # not dominated by a staircase point with x' <= x
+            lo = hi = bisect.bisect_left(xs, x)
+            while hi < len(xs) and ys[hi] >= y:  # the points (x, y) dominates form a run from lo
+                hi += 1
+            xs[lo:hi], ys[lo:hi] = [x], [y]
+            area = sum((nx - px) * (ref[1] - py) for px, py, nx in zip(xs, ys, xs[1:] + [ref[0]]))
+        top = pts[k + 1][2] if k + 1 < len(pts) else ref[2]
+        volume += area * (top - z)
     return volume

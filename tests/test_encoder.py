@@ -15,10 +15,10 @@ SHAPES = [
 ]
 
 
-def _batch(arch, B=4, L=19, seed=0):
+def _batch(arch, B=4, L=19, seed=0, lengths=None):
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(3, arch.vocab_size, (B, L), generator=g)
-    lengths = torch.tensor([L, 1, L - 7, 5][:B])
+    lengths = torch.tensor(lengths or [L, 1, L - 7, 5][:B])
     mask = (torch.arange(L)[None] < lengths[:, None]).long()
     ids = ids.masked_fill(mask == 0, arch.pad_token_id)
     types = (torch.arange(L)[None] >= 3).long().expand(B, L).clone() if arch.type_vocab_size > 1 else None
@@ -33,25 +33,45 @@ def test_num_params_matches_arch(arch):
 
 
 @pytest.mark.parametrize("arch", SHAPES, ids=str)
-def test_unpadded_equals_padded_and_one_by_one(arch):
+def test_unpadded_paths_equal_padded_and_one_by_one(arch):
     torch.manual_seed(0)
     enc = Encoder(arch).eval()
     ids, mask, types = _batch(arch)
+    real = mask.bool()
     with torch.no_grad():
-        fast = enc(ids, mask, types)                       # unpadded path (the mask has zeros)
         enc.unpad = False
         dense = enc(ids, mask, types)                      # classic padded path with an SDPA mask
         enc.unpad = True
-        real = mask.bool()
-        assert fast.shape == (4, 19, arch.hidden)
-        torch.testing.assert_close(fast[real], dense[real], atol=1e-5, rtol=0)
-        assert fast[~real].abs().max() == 0                # documented: pads are zero on the unpadded path
+        for per_seq in (True, False):                      # unpadded rows; attention per sequence / on a grid
+            enc.per_sequence_attention = per_seq
+            fast = enc(ids, mask, types)
+            assert fast.shape == (4, 19, arch.hidden)
+            torch.testing.assert_close(fast[real], dense[real], atol=1e-5, rtol=0)
+            assert fast[~real].abs().max() == 0            # documented: pads are zero on the unpadded path
         for b in range(ids.shape[0]):                      # each sequence alone, no padding at all
             n = int(mask[b].sum())
             alone = enc(ids[b:b + 1, :n], None, None if types is None else types[b:b + 1, :n])
-            torch.testing.assert_close(fast[b, :n], alone[0], atol=1e-5, rtol=0)
+            torch.testing.assert_close(dense[b, :n], alone[0], atol=1e-5, rtol=0)
         full = torch.ones_like(mask)                       # an all-ones mask is the maskless path
         torch.testing.assert_close(enc(ids, full, types), enc(ids, None, types), atol=0, rtol=0)
+
+
+def test_left_padding_and_an_empty_row():
+    arch = SHAPES[1]
+    torch.manual_seed(0)
+    enc = Encoder(arch).eval()
+    ids, mask, _ = _batch(arch, lengths=[19, 0, 12, 5])
+    left_ids, left_mask = ids.flip(1), mask.flip(1)        # real tokens at the end; BERT positions still 0..L-1
+    with torch.no_grad():
+        enc.unpad = False
+        ref = enc(left_ids, left_mask)
+        enc.unpad = True
+        for per_seq in (True, False):
+            enc.per_sequence_attention = per_seq
+            got = enc(left_ids, left_mask)
+            keep = left_mask.bool()
+            torch.testing.assert_close(got[keep], ref[keep], atol=1e-5, rtol=0)
+            assert torch.isfinite(got).all()
 
 
 @pytest.mark.parametrize("arch", [SHAPES[1], SHAPES[2], SHAPES[4]], ids=str)
@@ -61,16 +81,16 @@ def test_gradients_equal_on_both_paths(arch):
     enc = Encoder(arch).train()
     ids, mask, types = _batch(arch)
     grads = []
-    for unpad in (True, False):
+    for unpad, per_seq in ((True, True), (False, None), (True, False)):
         enc.zero_grad()
-        enc.unpad = unpad
+        enc.unpad, enc.per_sequence_attention = unpad, per_seq
         h = enc(ids, mask, types)
         (enc.pool(h).square().sum() + (h * mask[..., None]).sum()).backward()
         grads.append({n: p.grad.clone() for n, p in enc.named_parameters() if p.grad is not None})
-    assert grads[0].keys() == grads[1].keys()
-    assert set(grads[0]) == {n for n, _ in enc.named_parameters()}      # every parameter is reached
-    for n in grads[0]:
-        torch.testing.assert_close(grads[0][n], grads[1][n], atol=1e-5, rtol=1e-4, msg=n)
+    assert set(grads[0]) == set(grads[1]) == set(grads[2]) == {n for n, _ in enc.named_parameters()}
+    for other in grads[1:]:
+        for n in grads[0]:
+            torch.testing.assert_close(grads[0][n], other[n], atol=1e-5, rtol=1e-4, msg=n)
     pad_row = enc.word_embeddings.padding_idx
     assert grads[0]["word_embeddings.weight"][pad_row].abs().max() == 0   # HF's padding_idx semantics
 
@@ -102,6 +122,10 @@ def test_too_long_input_is_a_clear_error():
     enc = Encoder(Arch(1, 2, 16, 32, vocab_size=20, max_positions=8))
     with pytest.raises(ValueError, match="max_positions=8"):
         enc(torch.ones(1, 9, dtype=torch.long))
+    roberta = Encoder(Arch(1, 2, 16, 32, vocab_size=20, max_positions=10, pad_token_id=1, position_offset=2))
+    roberta(torch.full((1, 8), 5))                                   # positions 2..9 fit exactly
+    with pytest.raises(ValueError, match="position offset 2"):
+        roberta(torch.full((1, 9), 5))
 
 
 def _hf_pair(hf_cls, **kw):

@@ -7,9 +7,11 @@ faster than a module-per-op port:
 * the Q, K and V projections are one Linear of width 3W (one matmul instead of three);
 * **unpadding**: when the attention mask has padding, every position-wise op (embedding LayerNorm, all
   Linears, the FFN, the LayerNorms, the residuals) runs on the N real tokens only, as an (N, H) matrix.
-  Tokens are scattered into a padded (B, L, .) layout just around the attention call, whose mask is built
-  once per forward. On real task data (batches padded to their longest sequence) 30-50% of the tokens are
-  padding, so this saves that share of nearly all the FLOPs.
+  On real task data (batches padded to their longest sequence) 30-50% of the tokens are padding, so this
+  saves that share of nearly all the FLOPs. Attention then runs either per sequence on its own rows
+  (`per_sequence_attention`, the CPU default: no mask, sum(n_i^2) instead of B*L^2 scores, no scatter), or
+  on a zero-padded (B, L, .) grid that real rows are scattered into just around one masked SDPA call
+  (the default elsewhere, where one big kernel beats B small ones).
 
 Hidden states at padding positions are not meaningful: the unpadded path returns zeros there, the dense
 path (``unpad=False``) returns whatever BERT computes. Only real positions are ever compared or used.
@@ -35,12 +37,23 @@ def _activation(name: str):
 
 class _Batch:
     """Per-forward layout shared by all layers, computed once: shape, which rows are real, and the mask."""
-    __slots__ = ("B", "L", "index", "mask")
+    __slots__ = ("B", "L", "index", "mask", "lengths", "grid")
 
-    def __init__(self, B: int, L: int, index: torch.Tensor | None, mask: torch.Tensor | None):
+    def __init__(self, B: int, L: int, index: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                 lengths: list[int] | None = None):
         self.B, self.L = B, L
-        self.index = index   # (N,) flat positions of real tokens in B*L, or None when rows are already B*L
-        self.mask = mask     # (B, 1, 1, L) bool key mask for SDPA, or None when nothing is padded
+        self.index = index      # (N,) flat positions of real tokens in B*L, or None when rows are already B*L
+        self.mask = mask        # (B, 1, 1, L) bool key mask for SDPA on the padded grid, or None
+        self.lengths = lengths  # real tokens per sequence: attention runs per sequence on packed rows
+        self.grid = None        # (B*L, 3W) zeroed scatter target, reused by every layer when no graph is recorded
+
+    def scatter(self, rows: torch.Tensor) -> torch.Tensor:
+        """(N, C) real rows -> (B*L, C) padded grid whose padding rows are zero."""
+        if torch.is_grad_enabled():          # autograd saves each layer's grid for SDPA's backward: fresh one
+            return rows.new_zeros(self.B * self.L, rows.shape[-1]).index_copy_(0, self.index, rows)
+        if self.grid is None:                # inference: zero once; layers only ever overwrite the real rows
+            self.grid = rows.new_zeros(self.B * self.L, rows.shape[-1])
+        return self.grid.index_copy_(0, self.index, rows)
 
 
 class Layer(nn.Module):
@@ -59,27 +72,40 @@ class Layer(nn.Module):
         self.act = _activation(arch.hidden_act)
         self.p_drop, self.p_attn = arch.dropout, arch.attention_dropout
 
-    def _drop(self, x: torch.Tensor) -> torch.Tensor:
-        # skipping the call in eval saves a dispatch per op on small CPU models
-        return F.dropout(x, self.p_drop, True) if self.training and self.p_drop > 0 else x
-
     def attention(self, x: torch.Tensor, b: _Batch) -> torch.Tensor:
-        B, L, A, d = b.B, b.L, self.heads, self.dim_head
+        """(N, H) -> (N, W) mixed values, before the output projection."""
+        A, d, p = self.heads, self.dim_head, self.p_attn if self.training else 0.0
         qkv = self.qkv(x)                                                  # (N, 3W)
+        if b.lengths is not None:
+            # packed rows are ordered by sequence, so each sequence is one contiguous block of rows
+            ys = []
+            for blk in qkv.split(b.lengths):                               # (n, 3W) views
+                n = blk.shape[0]
+                if n == 0:                                                 # an all-padding row: nothing to mix
+                    continue
+                q, k, v = blk.view(1, n, 3, A, d).permute(2, 0, 3, 1, 4).unbind(0)   # 3 x (1, A, n, d)
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)            # (1, A, n, d)
+                ys.append(y.transpose(1, 2).reshape(n, A * d))             # (n, W), a view
+            return torch.cat(ys)                                           # (N, W)
+        B, L = b.B, b.L
         if b.index is not None:
-            # scatter real rows into the padded grid; padding rows stay zero and are masked out as keys
-            qkv = qkv.new_zeros(B * L, qkv.shape[-1]).index_copy_(0, b.index, qkv)   # (B*L, 3W)
+            # padding rows are zero: finite keys/values that the mask hides, queries whose output is dropped
+            qkv = b.scatter(qkv)                                           # (B*L, 3W)
         q, k, v = qkv.view(B, L, 3, A, d).permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, A, L, d), strided views
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=b.mask,
-                                           dropout_p=self.p_attn if self.training else 0.0)  # (B, A, L, d)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=b.mask, dropout_p=p)   # (B, A, L, d)
         y = y.transpose(1, 2).reshape(B * L, A * d)                        # (B*L, W); a view for SDPA's layout
-        if b.index is not None:
-            y = y.index_select(0, b.index)                                 # (N, W): back to real rows only
-        return self.attn_out(y)                                            # (N, H)
+        return y if b.index is None else y.index_select(0, b.index)        # (N, W): real rows only
+
+    def _add_projected(self, residual: torch.Tensor, inp: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
+        """residual + dropout(lin(inp)). Without dropout the matmul accumulates straight into residual + bias
+        (addmm_ with beta=1): one pass over (N, H) fewer than linear-then-add, in training too."""
+        if self.training and self.p_drop > 0:
+            return residual + F.dropout(lin(inp), self.p_drop, True)
+        return torch.add(residual, lin.bias).addmm_(inp, lin.weight.t())
 
     def forward(self, x: torch.Tensor, b: _Batch) -> torch.Tensor:
-        x = self.ln1(x + self._drop(self.attention(x, b)))
-        x = self.ln2(x + self._drop(self.ffn_out(self.act(self.ffn_in(x)))))
+        x = self.ln1(self._add_projected(x, self.attention(x, b), self.attn_out))
+        x = self.ln2(self._add_projected(x, self.act(self.ffn_in(x)), self.ffn_out))
         return x
 
 
@@ -88,11 +114,13 @@ class Encoder(nn.Module):
 
     `unpad=True` (default) runs on real tokens only when the mask has padding; `unpad=False` keeps the
     classic padded layout (same numbers at real positions; kept for testing and comparison).
+    `per_sequence_attention` picks how unpadded rows meet in attention (see the module docstring):
+    None = per sequence on CPU, on the padded grid elsewhere. Both are plain attributes, settable later.
     """
 
-    def __init__(self, arch: Arch, unpad: bool = True):
+    def __init__(self, arch: Arch, unpad: bool = True, per_sequence_attention: bool | None = None):
         super().__init__()
-        self.arch, self.unpad = arch, unpad
+        self.arch, self.unpad, self.per_sequence_attention = arch, unpad, per_sequence_attention
         H = arch.hidden
         # padding_idx only stops gradient into the pad row, as HF's BERT does; it does not change outputs
         pad = arch.pad_token_id if 0 <= arch.pad_token_id < arch.vocab_size else None
@@ -125,12 +153,13 @@ class Encoder(nn.Module):
     def _position_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         B, L = input_ids.shape
         off = self.arch.position_offset
+        if L + off > self.arch.max_positions:
+            raise ValueError(f"sequence length {L} (+ position offset {off}) exceeds max_positions="
+                             f"{self.arch.max_positions}; truncate inputs to {self.arch.max_positions - off} tokens")
         if off > 0:
             # RoBERTa: real tokens are numbered off, off+1, ... skipping pad ids; pads get off-1 (= pad id)
             real = input_ids.ne(self.arch.pad_token_id).int()
             return (torch.cumsum(real, dim=1) * real).long() + (off - 1)      # (B, L)
-        if L > self.arch.max_positions:
-            raise ValueError(f"sequence length {L} exceeds max_positions={self.arch.max_positions}")
         return torch.arange(L, device=input_ids.device).expand(B, L)          # (B, L)
 
     def _embed(self, ids, pos, types) -> torch.Tensor:
@@ -149,12 +178,18 @@ class Encoder(nn.Module):
             attention_mask = None                                              # nothing padded: dense, maskless
         if attention_mask is not None and self.unpad:
             index = attention_mask.reshape(-1).nonzero().squeeze(1)            # (N,) real tokens in B*L
-            b = _Batch(B, L, index, attention_mask.bool().view(B, 1, 1, L))
+            per_seq = self.per_sequence_attention
+            if per_seq is None:
+                per_seq = input_ids.device.type == "cpu"
+            if per_seq:
+                b = _Batch(B, L, index, lengths=attention_mask.ne(0).sum(1).tolist())
+            else:
+                b = _Batch(B, L, index, mask=attention_mask.bool().view(B, 1, 1, L))
             sel = lambda t: None if t is None else t.reshape(-1).index_select(0, index)  # noqa: E731
             x = self._embed(sel(input_ids), sel(pos), sel(token_type_ids))     # (N, H)
         else:
             mask = None if attention_mask is None else attention_mask.bool().view(B, 1, 1, L)
-            b = _Batch(B, L, None, mask)
+            b = _Batch(B, L, mask=mask)
             x = self._embed(input_ids, pos, token_type_ids).view(B * L, -1)    # (B*L, H)
         for layer in self.layers:
             x = layer(x, b)
@@ -169,5 +204,6 @@ class Encoder(nn.Module):
         return torch.tanh(self.pooler(first)) if self.pooler is not None else first
 
     def extra_repr(self) -> str:
-        return f"arch={self.arch}, unpad={self.unpad}, params={self.num_params():,}"
+        return (f"arch={self.arch}, unpad={self.unpad}, per_sequence_attention={self.per_sequence_attention}, "
+                f"params={self.num_params():,}")
 

@@ -136,6 +136,7 @@ def test_real_minilm_on_rte_sentences(minilm_dir, rte_dev_pairs):
     Arch(2, 4, 64, 96, vocab_size=120, max_positions=30, pad_token_id=1, position_offset=2, type_vocab_size=1,
          layer_norm_eps=1e-5),
     Arch.preset("bort", vocab_size=500, pooler=False),
+    Arch(1, 4, 64, 32, vocab_size=90, max_positions=30, type_vocab_size=0, pooler=False, hidden_act="relu"),
 ], ids=str)
 def test_export_loads_in_transformers_with_equal_outputs(arch, tmp_path):
     torch.manual_seed(0)
@@ -150,9 +151,13 @@ def test_export_loads_in_transformers_with_equal_outputs(arch, tmp_path):
     ids, mask, tt = _inputs(arch.vocab_size, arch.pad_token_id, types=arch.type_vocab_size)
     _assert_same(enc, hf, ids, mask, tt, pooled=arch.pooler)
     back = load_pretrained(out)                                        # and back again: same arch, same weights
-    assert back.arch == arch
-    for (n, a), (_, b) in zip(enc.state_dict().items(), back.state_dict().items()):
-        assert torch.equal(a, b), n
+    if arch.type_vocab_size == 0:                                      # documented: exported as one zero row
+        assert back.arch == arch.replace(type_vocab_size=1)
+        assert back.token_type_embeddings.weight.abs().max() == 0
+    else:
+        assert back.arch == arch
+        for (n, a), (_, b) in zip(enc.state_dict().items(), back.state_dict().items()):
+            assert torch.equal(a, b), n
 
 
 def _tokenizer(n):
@@ -210,7 +215,11 @@ def test_missing_local_checkpoint_is_a_clear_error(tmp_path):
         load_pretrained(missing)
     msg = str(e.value)
     assert isinstance(e.value, FileNotFoundError) and str(missing) in msg
-    assert "local directory" in msg and "model.init=scratch" in msg
+    assert "does not exist" in msg and "model.init=scratch" in msg
+    (tmp_path / "empty").mkdir()                                 # a directory without config.json
+    with pytest.raises(CheckpointNotFoundError, match="exists but does not hold") as e:
+        load_pretrained(tmp_path / "empty")
+    assert isinstance(e.value.__cause__, (OSError, ValueError)) and "model.init=scratch" in str(e.value)
 
 
 def test_unreachable_hub_id_is_a_clear_error_with_cause():

@@ -168,10 +168,15 @@ def _looks_local(name: str) -> bool:
     return os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
 
 
-def _not_found(name: str, revision, err: Exception | None, local: bool) -> CheckpointNotFoundError:
-    tried = (f"the local directory {name!r}, which does not exist" if local else
-             f"a local directory {name!r} (none exists) and then the Hugging Face Hub repo {name!r}"
-             f"{f' at revision {revision!r}' if revision else ''}")
+def _not_found(name: str, revision, err: Exception | None, where: str) -> CheckpointNotFoundError:
+    """One self-sufficient message; `where` is "missing" (no such local path), "local" (a directory that
+    transformers could not read) or "hub" (no such local directory; the hub was asked)."""
+    tried = {
+        "missing": f"the local path {name!r}, which does not exist",
+        "local": f"the local directory {name!r}, which exists but does not hold a loadable transformers checkpoint",
+        "hub": f"a local directory {name!r} (none exists) and then the Hugging Face Hub repo {name!r}"
+               f"{f' at revision {revision!r}' if revision else ''} (not reachable, not cached, or no such repo)",
+    }[where]
     why = f" The underlying error was {type(err).__name__}: {str(err).strip().splitlines()[0]}" if err else ""
     return CheckpointNotFoundError(
         f"Could not load a pretrained checkpoint from {name!r}: tried {tried}.{why} Options: point "
@@ -194,12 +199,12 @@ def load_pretrained(name_or_path: str | os.PathLike, *, revision: str | None = N
     if local:
         name = os.path.expanduser(name)
     elif os.path.exists(name) or _looks_local(name):
-        raise _not_found(name, revision, None, True)
+        raise _not_found(name, revision, None, "missing")
     common = dict(revision=revision, trust_remote_code=trust_remote_code, local_files_only=local_files_only)
     try:
         config = AutoConfig.from_pretrained(name, **common)
-    except OSError as e:
-        raise _not_found(name, revision, e, False) from e
+    except (OSError, ValueError) as e:      # ValueError: a local directory without a usable config.json
+        raise _not_found(name, revision, e, "local" if local else "hub") from e
     if config.model_type not in ("bert", *_ROBERTA_TYPES):
         raise ArchError(f"{name!r} is a {config.model_type!r} checkpoint; bortlab loads BERT, RoBERTa and Bort "
                         f"(BertConfig) checkpoints only.")
@@ -208,9 +213,10 @@ def load_pretrained(name_or_path: str | os.PathLike, *, revision: str | None = N
         # AutoModel builds the bare BertModel/RobertaModel and strips bert./roberta. from head checkpoints;
         # its load report would call an absent pooler "newly initialized", but we drop it instead (see top)
         with _quiet_transformers():
-            model, info = AutoModel.from_pretrained(name, config=config, output_loading_info=True, **common)
-    except OSError as e:
-        raise _not_found(name, revision, e, False) from e
+            model, info = AutoModel.from_pretrained(name, config=config, output_loading_info=True,
+                                                    weights_only=True, **common)   # pickles: tensors only
+    except OSError as e:                    # no weights file next to the config, or a failed download
+        raise _not_found(name, revision, e, "local" if local else "hub") from e
     missing = set(info.get("missing_keys", ()))
     has_pooler = not any(k.startswith("pooler.") or ".pooler." in k for k in missing)
     ignored = sorted(info.get("unexpected_keys", ()))

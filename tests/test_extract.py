@@ -12,6 +12,15 @@ from bortlab.models.mlm import MaskedLM, export_mlm
 SRC = Arch(4, 4, 64, 128, vocab_size=200, max_positions=32)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: thread hand-offs cost more than they save (and far more on a loaded, shared machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _source(arch=SRC, seed=0):
     torch.manual_seed(seed)
     enc = Encoder(arch)
@@ -125,3 +134,10 @@ def test_from_checkpoint_directory_and_run_directory(tmp_path):
     mlm = extract_mlm_from_checkpoint(str(tmp_path / "run" / "export"), Arch(2, 2, 32, 64), cfg=cfg)
     assert mlm.head is not None and mlm.head.dense.weight.shape == (32, 32)
     assert torch.equal(mlm.encoder.layers[1].ffn_in.bias, enc.layers[1].ffn_in.bias)
+
+
+def test_missing_source_is_a_setup_error(tmp_path):
+    from bortlab.config import SetupError
+
+    with pytest.raises(SetupError, match="model.init=extract: the source"):
+        extract_from_checkpoint(str(tmp_path / "missing"), Arch(1, 1, 8, 8))

@@ -11,6 +11,15 @@ SMALL = dict(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_
              max_position_embeddings=40)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: thread hand-offs cost more than they save (and far more on a loaded, shared machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _randomised(model):
     """HF inits LayerNorms to 1/0 and biases to 0; perturb everything so a swapped tensor cannot go unnoticed."""
     torch.manual_seed(1)

@@ -64,7 +64,7 @@ def choose_layers(source_depth: int, depth: int, how: str | Sequence[int] = "uni
 def _top(scores: torch.Tensor, k: int, importance: str) -> torch.Tensor:
     """Indices of the k best units, in increasing (source) order."""
     if importance == "first" or k == scores.numel():
-        return torch.arange(k)
+        return torch.arange(k, device=scores.device)
     return scores.topk(k).indices.sort().values
 
 
@@ -117,7 +117,8 @@ def extract(model: Encoder | MaskedLM, target: Arch | Sequence[int], *, layers: 
 
     gamma = src.emb_ln.weight.abs() + sum(ln.weight.abs() for lay in kept for ln in (lay.ln1, lay.ln2))
     hid = _top(gamma.detach().float(), t.hidden, importance)
-    out = Encoder(t, unpad=src.unpad)
+    device = src.word_embeddings.weight.device
+    out = Encoder(t, unpad=src.unpad).to(device)
     sd = {}
     for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
         if getattr(src, name) is not None:
@@ -134,13 +135,13 @@ def extract(model: Encoder | MaskedLM, target: Arch | Sequence[int], *, layers: 
         qk_rows = torch.cat([h * d_s + _top(qk_score[h], d_t, importance) for h in heads])
         vo_rows = torch.cat([h * d_s + _top(vo_score[h], d_t, importance) for h in heads])
         rows = torch.cat([qk_rows, A_s * d_s + qk_rows, 2 * A_s * d_s + vo_rows])
-        scale = torch.ones(rows.numel())
+        scale = torch.ones(rows.numel(), device=rows.device)
         scale[: qk_rows.numel()] = math.sqrt(d_t / d_s)      # keep the source's softmax temperature
         w_in, w_out = lay.ffn_in.weight.detach().float(), lay.ffn_out.weight.detach().float()
         neurons = _top(w_in.norm(dim=1) * w_out.norm(dim=0), t.intermediate, importance)
         p = f"layers.{j}."
-        sd[p + "qkv.weight"] = lay.qkv.weight[rows][:, hid] * scale[:, None].to(lay.qkv.weight.dtype)
-        sd[p + "qkv.bias"] = lay.qkv.bias[rows] * scale.to(lay.qkv.bias.dtype)
+        sd[p + "qkv.weight"] = lay.qkv.weight[rows][:, hid] * scale[:, None].to(lay.qkv.weight)
+        sd[p + "qkv.bias"] = lay.qkv.bias[rows] * scale.to(lay.qkv.bias)
         sd[p + "attn_out.weight"] = lay.attn_out.weight[hid][:, vo_rows]
         sd[p + "attn_out.bias"] = lay.attn_out.bias[hid]
         sd[p + "ffn_in.weight"], sd[p + "ffn_in.bias"] = lay.ffn_in.weight[neurons][:, hid], lay.ffn_in.bias[neurons]
@@ -153,7 +154,7 @@ def extract(model: Encoder | MaskedLM, target: Arch | Sequence[int], *, layers: 
         return out
     head = None
     if mlm.head is not None:
-        head = MLMHead(t)
+        head = MLMHead(t).to(device)
         h = mlm.head
         head.load_state_dict({"dense.weight": h.dense.weight[hid][:, hid], "dense.bias": h.dense.bias[hid],
                               "ln.weight": h.ln.weight[hid], "ln.bias": h.ln.bias[hid], "bias": h.bias})
@@ -175,7 +176,11 @@ def _source(source: str, with_head: bool):
     name = resolve_checkpoint(source)
     cfg_file = os.path.join(name, "config.json")
     stamp = os.path.getmtime(cfg_file) if os.path.exists(cfg_file) else None   # a rewritten dir is reloaded
-    return _load_source(name, stamp, with_head)
+    try:
+        return _load_source(name, stamp, with_head)
+    except OSError as e:   # not found locally nor on the hub: the loader's message lists the options
+        from bortlab.config import SetupError
+        raise SetupError(f"model.init=extract: the source {source!r} could not be loaded. {e}") from e
 
 
 def _options(cfg) -> dict:

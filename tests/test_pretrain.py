@@ -269,3 +269,17 @@ def test_bad_teacher_vocabulary_and_empty_corpus_are_clear_errors(tmp_path, toke
     with pytest.raises(DataError, match="holds no text"):
         run_pretrain(compose_cfg([*base, f"teacher={good}", f"data.corpus={tmp_path / 'empty.txt'}",
                                   f"+output_dir={tmp_path / 'r3'}"]))
+
+
+def test_datasets_corpus_through_load_dataset(tmp_path, tokenizer):
+    """`data.dataset` goes through datasets.load_dataset; a local folder of JSON lines exercises that path offline."""
+    pytest.importorskip("datasets")
+    (tmp_path / "ds").mkdir()
+    rows = [{"text": f"the {w} is blue today and it was grey yesterday ."} for w in ["sea", "sky", "car"] * 10]
+    rows[3]["text"] = "   "                                    # blank rows are skipped
+    (tmp_path / "ds" / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    ids, offsets = tokenize_corpus(tokenizer, dataset=str(tmp_path / "ds"), cache_dir=tmp_path / "cache")
+    assert len(offsets) == 30 and ids[: offsets[1]].tolist() == tokenizer("the sea is blue today and it was grey "
+                                                                          "yesterday .", add_special_tokens=False)["input_ids"] + [tokenizer.sep_token_id]
+    with pytest.raises(DataError, match="no column 'body'"):
+        tokenize_corpus(tokenizer, dataset=str(tmp_path / "ds"), text_column="body", cache_dir=tmp_path / "cache")

@@ -1,6 +1,6 @@
 """Encoder inference: bortlab's Encoder vs transformers.BertModel (sdpa and eager) with identical weights.
 
-    python bench/bench_encoder.py --threads 2 --repeats 7
+    python bench/bench_encoder.py --threads 2 --repeats 3
 
 Workloads: (a) batch 8 x length 128 without padding; (b) the RTE dev set tokenized, batches of 8 in file
 order, each padded to its longest sequence (dynamic padding, same tensors for every implementation).
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import statistics
 import sys
 import tempfile
@@ -109,7 +110,7 @@ def max_diff(models: dict, batches: list[dict]) -> float:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=7, help="timed repeats per workload (median reported)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed passes per workload (median reported)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="RTE dev.tsv")
     ap.add_argument("--batch-size", type=int, default=8)
@@ -128,6 +129,7 @@ def main(argv=None) -> None:
     tokenizer = AutoTokenizer.from_pretrained(tok_dir)
 
     print(f"python bench/bench_encoder.py {' '.join(argv if argv is not None else sys.argv[1:])}")
+    print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median ms/batch over {args.repeats} "
           f"repeats, implementations interleaved batch by batch; ratio = HF time / bortlab time (> 1: bortlab faster)\n")
     head = f"| shape | workload | bortlab | HF sdpa | HF eager | HF sdpa / bortlab | HF eager / bortlab | max abs diff |"
@@ -137,8 +139,8 @@ def main(argv=None) -> None:
             arch, models = build(shape, work)
             g = torch.Generator().manual_seed(0)
             ids = torch.randint(1000, min(arch.vocab_size, 30000), (args.batch_size, args.length), generator=g)
-            fixed = [{"input_ids": ids, "attention_mask": torch.ones_like(ids),
-                      "token_type_ids": torch.zeros_like(ids) if arch.type_vocab_size > 1 else None}]
+            fixed = [{"input_ids": ids, "attention_mask": torch.ones_like(ids),          # 5 timed calls per repeat
+                      "token_type_ids": torch.zeros_like(ids) if arch.type_vocab_size > 1 else None}] * 5
             real = rte_batches(args.data, tokenizer, args.batch_size, arch.type_vocab_size > 1)[:args.max_batches]
             real_tokens = sum(int(b["attention_mask"].sum()) for b in real)
             padded = sum(b["attention_mask"].numel() for b in real)
@@ -149,6 +151,7 @@ def main(argv=None) -> None:
                 print(f"| {shape} {arch} ({label}) | {name} | {t['bortlab']:.1f} | {t['hf_sdpa']:.1f} | "
                       f"{t['hf_eager']:.1f} | {t['hf_sdpa'] / t['bortlab']:.2f}x | {t['hf_eager'] / t['bortlab']:.2f}x | "
                       f"{max_diff(models, batches):.1e} |", flush=True)
+    print(f"\nload average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -165,3 +165,12 @@ def test_multiple_choice_equals_hf():
         torch.testing.assert_close(got, hf(ids, attention_mask=mask, token_type_ids=types).logits, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="batch, choices, length"):
         ours(ids[0])
+
+
+def test_all_padding_batch_and_pickling():
+    import pickle
+    enc = Encoder(Arch(1, 2, 16, 32, vocab_size=20, max_positions=8, hidden_act="gelu_new"))
+    ids = torch.ones(2, 4, dtype=torch.long)
+    assert enc(ids, torch.zeros_like(ids)).abs().max() == 0              # no real token at all: zeros, no error
+    clone = pickle.loads(pickle.dumps(enc))                              # ddp_spawn / torch.save(model) need this
+    torch.testing.assert_close(clone.eval()(ids), enc.eval()(ids), atol=0, rtol=0)

@@ -25,11 +25,16 @@ from torch import nn
 from bortlab.models.arch import Arch
 
 
+def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")                         # GPT-2's tanh approximation
+
+
 def _activation(name: str):
+    # module-level functions, not lambdas: a model must stay picklable (ddp_spawn, torch.save(model))
     if name == "gelu":
         return F.gelu                                            # exact erf form, as BERT
     if name in ("gelu_new", "gelu_pytorch_tanh"):
-        return lambda x: F.gelu(x, approximate="tanh")           # GPT-2's tanh approximation
+        return _gelu_tanh
     if name == "relu":
         return F.relu
     raise ValueError(f"unsupported hidden_act {name!r}")         # Arch validates earlier; defensive only
@@ -86,7 +91,7 @@ class Layer(nn.Module):
                 q, k, v = blk.view(1, n, 3, A, d).permute(2, 0, 3, 1, 4).unbind(0)   # 3 x (1, A, n, d)
                 y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)            # (1, A, n, d)
                 ys.append(y.transpose(1, 2).reshape(n, A * d))             # (n, W), a view
-            return torch.cat(ys)                                           # (N, W)
+            return torch.cat(ys) if ys else qkv.new_zeros(0, A * d)        # (N, W)
         B, L = b.B, b.L
         if b.index is not None:
             # padding rows are zero: finite keys/values that the mask hides, queries whose output is dropped

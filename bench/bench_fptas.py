@@ -176,10 +176,14 @@ def plot_synthetic(ratio_rows: list[dict], budget_rows: list[dict]) -> None:
     axes[1].plot(EPSILONS, [1 - e for e in EPSILONS], "k--", label="1 − ε")
     axes[0].set(xscale="log", xlabel="ε", ylabel="evaluations / |Ξ|", title="FPTAS evaluations")
     axes[1].set(xscale="log", xlabel="ε", ylabel="min W(FPTAS) / W*", title="worst approximation ratio over seeds")
-    for label in sorted({r["instance"] for r in budget_rows}):
+    for ax in axes[:2]:
+        ax.set_xticks(EPSILONS, [str(e) for e in EPSILONS])
+        ax.minorticks_off()
+    for label, line in zip(sorted({r["instance"] for r in budget_rows}), ("-", "--", ":")):
         rows = [r for r in budget_rows if r["instance"] == label]
-        for m, style in (("fptas", "-o"), ("random", "--s"), ("nsga2", ":d")):
-            axes[2].plot([r["budget"] for r in rows], [r[f"{m}_hv"] for r in rows], style, label=f"{m}, {label}")
+        for m, color, marker in (("fptas", "tab:red", "o"), ("random", "tab:gray", "s"), ("nsga2", "tab:blue", "d")):
+            axes[2].plot([r["budget"] for r in rows], [r[f"{m}_hv"] for r in rows], line, color=color, marker=marker,
+                         label=f"{m}, {label}")
     axes[2].set(xscale="log", xlabel="evaluations (budget)", ylabel="HV / HV(exhaustive)", title="front hypervolume at equal budget")
     for ax in axes:
         ax.legend(fontsize=7)

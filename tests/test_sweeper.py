@@ -97,7 +97,7 @@ def test_sweep_agrees_with_the_pure_fptas_writes_outputs_and_resumes(tmp_path):
 
 
 def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
-    proc, log = run_toy(tmp_path, "search=tiny", "hydra.sweeper.epsilon=1.0", "hydra/launcher=joblib",
+    proc, log = run_toy(tmp_path, "hydra.sweeper.space=tiny", "hydra.sweeper.epsilon=1.0", "hydra/launcher=joblib",
                         "hydra.launcher.n_jobs=2", "hydra.sweeper.plot=false")
     assert proc.returncode == 0, log
     jobs = calls(tmp_path)

@@ -27,7 +27,8 @@ class FPTASSweeperConf:
     thetas: List[Any] = field(default_factory=list)
     max_batch_size: Optional[int] = None  # jobs per launcher batch (candidates.csv is written after each)
     max_failure_rate: float = 0.25       # abort when more than this share of the evaluations failed
-    # the search space (like conf/search/*.yaml); null = the job config's `search` node (search=bort)
+    # the search space: a name (space=minilm: conf/search/minilm.yaml), a mapping shaped like those files,
+    # or null = the job config's `search` node (search=bort)
     space: Optional[Any] = None
     space_key: str = "search"
     arch_key: str = "arch"               # the job config node holding the Arch fields

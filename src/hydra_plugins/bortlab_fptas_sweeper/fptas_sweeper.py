@@ -99,7 +99,22 @@ class FPTASSweeper(Sweeper):
             fixed[o.get_key_element()] = f"{o.get_key_element()}={o.get_value_element_as_str()}"
         return fixed, grid, arch_choices, theta_dims
 
-    def _space_config(self) -> dict:
+    def _space_config(self, fixed: Dict[str, str]) -> dict:
+        """hydra.sweeper.space as a mapping; as a name, the `search` group option of that name (so
+        hydra.sweeper.space=minilm works whether or not the app's defaults list has a `search` entry);
+        unset, the job config's `search` node."""
+        if isinstance(self.space_cfg, str):
+            from hydra.errors import ConfigCompositionException
+
+            rest = [v for k, v in fixed.items() if k.lstrip("+~") != self.space_key]
+            for prefix in ("", "+"):  # `+` appends the group when the defaults list does not name it
+                try:
+                    cfg = self.hydra_context.config_loader.load_sweep_config(
+                        self.config, rest + [f"{prefix}{self.space_key}={self.space_cfg}"])
+                    return dict(_plain(cfg[self.space_key]))
+                except ConfigCompositionException:
+                    if prefix:
+                        raise
         if self.space_cfg is not None:
             return dict(self.space_cfg)
         node = OmegaConf.select(self.config, self.space_key, default=None)
@@ -117,7 +132,7 @@ class FPTASSweeper(Sweeper):
         """(arch -> arch group choice or None) over every base, and the SearchSpace of the first base."""
         from bortlab.search import SearchError, SearchSpace
 
-        space_cfg = self._space_config()
+        space_cfg = self._space_config(fixed)
         if not space_cfg and not grid:
             raise SearchError(
                 f"The fptas sweeper has no search space: select one (search=bort, search=minilm: the job config's "

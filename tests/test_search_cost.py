@@ -32,7 +32,7 @@ def test_params_equal_transformers_bert(arch):
 
 @pytest.mark.parametrize("arch", ARCHS + [Arch(2, 4, 64, 128, vocab_size=500, head_dim=24)], ids=name)
 def test_params_equal_bortlab_encoder(arch):
-    Encoder = pytest.importorskip("bortlab.models.encoder").Encoder
+    from bortlab.models.encoder import Encoder
 
     enc = Encoder(arch)
     emb = sum(p.numel() for n, p in enc.named_parameters() if "embeddings" in n or n.startswith("emb_ln"))

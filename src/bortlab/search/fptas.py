@@ -172,7 +172,7 @@ def search(
         raise SearchError(f"Duplicate hyperparameter sets in thetas: {keys}.")
     cost = CostModel()
     params, ops = params or cost.params, ops or cost.ops
-    table = _cost_table(archs, params, ops, epsilon)
+    table = _cost_table(archs, params, ops)
     p_T, i_T = (params(source), ops(source)) if source is not None else (max(c.p for c in table), max(c.i for c in table))
     bigger = [c for c in table if c.p > p_T or c.i > i_T]
     if bigger:
@@ -264,7 +264,7 @@ def as_error(value: Any, what: str) -> float:
     return value
 
 
-def _cost_table(archs: list[Arch], params, ops, epsilon: float) -> list[Candidate]:
+def _cost_table(archs: list[Arch], params, ops) -> list[Candidate]:
     table = []
     for arch in archs:
         p, i = float(params(arch)), float(ops(arch))

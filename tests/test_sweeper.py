@@ -156,3 +156,12 @@ def test_wandb_summary_run_is_written_offline(tmp_path):
     assert proc.returncode == 0, log
     runs = list((tmp_path / "sweep" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb")), log
+
+
+@pytest.mark.parametrize("value", [None, True, False, 3, 1e-4, 2.5e-5, "adamw", "a b,c=d", "it's", [0.9, 0.98], {"a": 1, "b": "x y"}])
+def test_theta_values_render_as_overrides_hydra_parses_back(value):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from hydra_plugins.bortlab_fptas_sweeper.fptas_sweeper import render
+
+    assert OverridesParser.create().parse_override(f"optim.x={render(value)}").value() == value

@@ -46,7 +46,9 @@ def one_run(task, arm, seed, steps, labeller, extra, out: Path) -> dict:
 
         overrides = [f"task={task}", f"seed={seed}", f"trainer.max_steps={steps}", "trainer.max_epochs=-1",
                      "trainer.check_val_every_n_epoch=100000", "trainer.enable_progress_bar=false",
-                     "logger=csv", "predict=false", f"+output_dir={out}", *ARMS[arm], *extra]
+                     "logger=csv", "predict=false", f"+output_dir={out}", *ARMS[arm],
+                     # agora.* options exist only where callbacks=agora put the node
+                     *[e for e in extra if arm != "base" or not e.startswith("agora.")]]
         if arm != "base" and labeller:
             overrides.append(f"agora.labeller.path={labeller}")
         if arm == "holdout" and not labeller:

@@ -116,6 +116,8 @@ def main(argv=None) -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--length", type=int, default=128)
     ap.add_argument("--shapes", default="minilm,bort")
+    ap.add_argument("--attention", choices=["auto", "grid", "per-sequence"], default="auto",
+                    help="bortlab's attention layout for padded batches (Encoder.per_sequence_attention)")
     ap.add_argument("--max-batches", type=int, default=None, help="use only the first N RTE batches (quick runs)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -131,12 +133,14 @@ def main(argv=None) -> None:
     print(f"python bench/bench_encoder.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median ms/batch over {args.repeats} "
-          f"repeats, implementations interleaved batch by batch; ratio = HF time / bortlab time (> 1: bortlab faster)\n")
+          f"repeats, implementations interleaved batch by batch; ratio = HF time / bortlab time (> 1: bortlab faster); "
+          f"bortlab attention on padded batches: {args.attention}\n")
     head = f"| shape | workload | bortlab | HF sdpa | HF eager | HF sdpa / bortlab | HF eager / bortlab | max abs diff |"
     print(head + "\n|" + "---|" * 8)
     with tempfile.TemporaryDirectory() as work:
         for shape in args.shapes.split(","):
             arch, models = build(shape, work)
+            models["bortlab"].per_sequence_attention = {"auto": None, "grid": False, "per-sequence": True}[args.attention]
             g = torch.Generator().manual_seed(0)
             ids = torch.randint(1000, min(arch.vocab_size, 30000), (args.batch_size, args.length), generator=g)
             fixed = [{"input_ids": ids, "attention_mask": torch.ones_like(ids),          # 5 timed calls per repeat

@@ -1,17 +1,20 @@
 """A post-LayerNorm BERT encoder built from an `Arch` tuple ⟨D, A, H, I⟩.
 
 The maths is BERT's (and so RoBERTa's and Bort's): embeddings -> LayerNorm -> D x [self-attention ->
-add & LayerNorm -> FFN -> add & LayerNorm] -> optional tanh pooler on the first token. Two things make it
-faster than a module-per-op port:
+add & LayerNorm -> FFN -> add & LayerNorm] -> optional tanh pooler on the first token. Three things make
+it faster than a module-per-op port:
 
 * the Q, K and V projections are one Linear of width 3W (one matmul instead of three);
+* the two output projections accumulate straight into residual + bias (`addmm_`), one memory pass fewer;
 * **unpadding**: when the attention mask has padding, every position-wise op (embedding LayerNorm, all
   Linears, the FFN, the LayerNorms, the residuals) runs on the N real tokens only, as an (N, H) matrix.
   On real task data (batches padded to their longest sequence) 30-50% of the tokens are padding, so this
-  saves that share of nearly all the FLOPs. Attention then runs either per sequence on its own rows
-  (`per_sequence_attention`, the CPU default: no mask, sum(n_i^2) instead of B*L^2 scores, no scatter), or
-  on a zero-padded (B, L, .) grid that real rows are scattered into just around one masked SDPA call
-  (the default elsewhere, where one big kernel beats B small ones).
+  saves that share of nearly all the FLOPs. Attention then runs either on a zero-padded (B, L, .) grid
+  that real rows are scattered into just around one masked SDPA call, or per sequence on its own packed
+  rows (no mask, no scatter, sum(n_i^2) scores instead of B*L^2). Per sequence does less arithmetic but
+  issues B kernels per layer instead of one; each multi-threaded kernel ends in a barrier, and on a busy
+  2-core machine a barrier can cost a scheduler time slice. So the default is per sequence only for a
+  single-threaded CPU run, and the grid otherwise (`per_sequence_attention` overrides it).
 
 Hidden states at padding positions are not meaningful: the unpadded path returns zeros there, the dense
 path (``unpad=False``) returns whatever BERT computes. Only real positions are ever compared or used.
@@ -120,7 +123,8 @@ class Encoder(nn.Module):
     `unpad=True` (default) runs on real tokens only when the mask has padding; `unpad=False` keeps the
     classic padded layout (same numbers at real positions; kept for testing and comparison).
     `per_sequence_attention` picks how unpadded rows meet in attention (see the module docstring):
-    None = per sequence on CPU, on the padded grid elsewhere. Both are plain attributes, settable later.
+    None = per sequence when running single-threaded on CPU, else on the padded grid. Both are plain
+    attributes, settable later.
     """
 
     def __init__(self, arch: Arch, unpad: bool = True, per_sequence_attention: bool | None = None):
@@ -185,7 +189,7 @@ class Encoder(nn.Module):
             index = attention_mask.reshape(-1).nonzero().squeeze(1)            # (N,) real tokens in B*L
             per_seq = self.per_sequence_attention
             if per_seq is None:
-                per_seq = input_ids.device.type == "cpu"
+                per_seq = input_ids.device.type == "cpu" and torch.get_num_threads() == 1
             if per_seq:
                 b = _Batch(B, L, index, lengths=attention_mask.ne(0).sum(1).tolist())
             else:

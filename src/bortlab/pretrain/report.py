@@ -3,6 +3,7 @@ checkpoints so a resumed run continues its curve) and drawn as `loss_curve.png`.
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -37,7 +38,7 @@ class LossHistory(Callback):
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         if "val/ce" in metrics:
-            metrics["val/ppl"] = float(min(1e9, 2.718281828459045 ** metrics["val/ce"]))
+            metrics["val/ppl"] = math.exp(min(metrics["val/ce"], 50.0))   # perplexity of the student's MLM
         self.val = [p for p in self.val if p[0] != trainer.global_step] + [(trainer.global_step, metrics)]
 
     def state_dict(self) -> dict:

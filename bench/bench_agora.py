@@ -8,9 +8,11 @@ score is the final model's on the official dev split, which no arm ever looks at
   base     the student fine-tuned on the full training set;
   holdout  the same on train minus Agora's hold-out (what Agora's arm trains on before its first round);
   agora    callbacks=agora, agora.dev=holdout: rounds fed by the hold-out's mistakes, labelled by --labeller.
-Extra arguments after `--` are Hydra overrides for every run (the student, data, optim, agora.*). Runs are
+Extra arguments after `--` are Hydra overrides for every run (the student, data, optim, agora.*; agora.*
+reach only the arms with callbacks=agora). `--agora-name agora_k2` keeps several Agora settings side by side
+in one --out directory, sharing the base and holdout runs. Runs are
 in-process, one after another; a run whose metrics.json exists is read back, not retrained, so an
-interrupted bench resumes. Prints a mean ± std table per arm and writes it to <out>/results.json.
+interrupted bench resumes. Prints a mean ± std table per arm and writes it to <out>/results_<agora name>.{json,md}.
 """
 from __future__ import annotations
 
@@ -81,6 +83,8 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps", type=int, required=True, help="trainer.max_steps of every run: the shared budget")
     p.add_argument("--arms", default="base,holdout,agora")
+    p.add_argument("--agora-name", default="agora", help="label and directory of the agora arm, to keep several "
+                   "Agora settings side by side in one --out (base and holdout runs are shared)")
     p.add_argument("--out", default=None, help="default: outputs/bench_agora/<task> (git-ignored)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (shared machines: 1)")
     args, extra = p.parse_known_args(argv)
@@ -94,11 +98,12 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("bortlab.agora").setLevel(logging.INFO)
     out = Path(args.out or REPO / "outputs" / "bench_agora" / args.task.replace("/", "_"))
-    arms = args.arms.split(",")
+    arms = [args.agora_name if a == "agora" else a for a in args.arms.split(",")]
     results = {arm: {} for arm in arms}
     for seed in args.seeds:
         for arm in arms:
-            results[arm][seed] = one_run(args.task, arm, seed, args.steps, args.labeller, extra, out / arm / f"seed{seed}")
+            kind = "agora" if arm == args.agora_name else arm
+            results[arm][seed] = one_run(args.task, kind, seed, args.steps, args.labeller, extra, out / arm / f"seed{seed}")
     metric_names = list(next(iter(results[arms[0]].values()))["dev"])
     table = {"task": args.task, "steps": args.steps, "seeds": args.seeds, "overrides": extra,
              "labeller": args.labeller, "arms": {}}
@@ -113,14 +118,14 @@ def main(argv=None):
         table["arms"][arm] = {"mean_std": row, "runs": runs}
         lines.append(f"| {arm} | " + " | ".join(f"{m:.4f} ± {s:.4f}" for m, s in row.values()) +
                      f" | {round(statistics.mean(rows_end)) if rows_end else '-'} | {secs:.0f} |")
-    if "agora" in results:
-        labs = [r.get("labeller_acc_holdout") for r in results["agora"].values() if r.get("labeller_acc_holdout") is not None]
+    if args.agora_name in results:
+        labs = [r.get("labeller_acc_holdout") for r in results[args.agora_name].values() if r.get("labeller_acc_holdout") is not None]
         if labs:
             lines.append(f"labeller accuracy on Agora's hold-out: {statistics.mean(labs):.4f}")
     print("\n".join(lines))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(table, indent=2, default=str) + "\n")
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    (out / f"results_{args.agora_name}.json").write_text(json.dumps(table, indent=2, default=str) + "\n")
+    (out / f"results_{args.agora_name}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

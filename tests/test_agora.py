@@ -268,6 +268,11 @@ def test_holdout_dev_keeps_the_official_dev_unseen(tokenizer, tmp_path):
                for r in R.read_jsonl(tmp_path / "agora" / f)}
     assert sources <= {r["idx"] for r in held}                        # ...and only its rows were used
     assert json.loads((tmp_path / "agora" / "summary.json").read_text())["final_points"].endswith("final.jsonl")
+    # rounds=0: the same hold-out, no points, still a summary (the bench's "holdout" arm)
+    cb0 = AgoraCallback({"rounds": 0, "holdout_fraction": 0.25, "transform": {"name": "dropswap"}}, labeller=Oracle())
+    _, dm0, _ = _fit(tokenizer, tmp_path / "r0", cb0, epochs=1)
+    assert len(dm0.rows["train"]) == 90 and dm0.rows["agora_holdout"] == held
+    assert json.loads((tmp_path / "r0" / "agora" / "summary.json").read_text())["rounds_done"] == 0
 
 
 def test_errors_are_raised_before_training_starts(tokenizer, tmp_path):

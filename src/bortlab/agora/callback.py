@@ -209,6 +209,7 @@ class AgoraCallback(L.Callback):
                    "final_points": str(self.dir / "final.jsonl") if self.final_round else None}
         from bortlab.run import write_json_atomic
 
+        self.dir.mkdir(parents=True, exist_ok=True)      # rounds=0 wrote nothing there yet
         write_json_atomic(self.dir / "summary.json", summary)
 
     # ---- checkpoint state: rounds already added --------------------------------------------------------

@@ -3,6 +3,7 @@ synthetic ABnC error: discovery, outputs, agreement with the pure FPTAS, resume,
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -54,11 +55,15 @@ def test_plugin_is_discovered_from_the_installed_package():
     assert not (Path(pkg.__file__).parents[1] / "__init__.py").exists()
 
 
-@pytest.mark.slow
 def test_plugin_is_discovered_from_a_built_wheel(tmp_path):
-    """A regular (non-editable) install: build the wheel, unpack it as a site dir, hide the source tree."""
+    """A regular (non-editable) install: build the wheel (from a copy, so no build/ lands in the checkout),
+    unpack it as a site dir, hide the source tree."""
+    src = tmp_path / "src_copy"
+    shutil.copytree(REPO / "src", src / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path), str(REPO)], check=True, capture_output=True)
+                    str(tmp_path), str(src)], check=True, capture_output=True)
     site = tmp_path / "site"
     zipfile.ZipFile(next(tmp_path.glob("bortlab-*.whl"))).extractall(site)
     code = (f"import sys; sys.path = [p for p in sys.path if not p.startswith({str(REPO)!r})]; sys.path.insert(0, {str(site)!r}); "

@@ -29,7 +29,11 @@ def _load_tokenizer(name: str):
 def build_tokenizer(cfg: DictConfig):
     """`model.tokenizer` when given; else the checkpoint's own; for scratch runs the checkpoint's named in
     `model.pretrained` when reachable (Bort's RoBERTa vocabulary for arch=bort), else the offline MiniLM's."""
+    from bortlab.models.mlm import resolve_checkpoint
+
     m = cfg.model
+    if m.get("pretrained"):   # a pre-training run directory stands for its export/
+        m.pretrained = resolve_checkpoint(str(m.pretrained))
     if m.init not in INITS:
         raise SetupError(f"model.init={m.init!r} is not one of {INITS}.")
     if m.get("tokenizer"):

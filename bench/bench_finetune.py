@@ -75,6 +75,10 @@ def _train_rows(args) -> int:
 
 
 def run_hf(args, seed: int) -> dict:
+    try:
+        import accelerate  # noqa: F401  (transformers' Trainer needs it)
+    except ImportError:
+        sys.exit("bench_finetune.py: the HF Trainer baseline needs accelerate: pip install -e '.[bench]'")
     import numpy as np
     import transformers
     from datasets import Dataset

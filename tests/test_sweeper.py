@@ -66,7 +66,9 @@ def test_plugin_is_discovered_from_a_built_wheel(tmp_path):
                     str(tmp_path), str(src)], check=True, capture_output=True)
     site = tmp_path / "site"
     zipfile.ZipFile(next(tmp_path.glob("bortlab-*.whl"))).extractall(site)
-    code = (f"import sys; sys.path = [p for p in sys.path if not p.startswith({str(REPO)!r})]; sys.path.insert(0, {str(site)!r}); "
+    # hide only the source tree: the venv may live inside the checkout (CI does ./run.sh there)
+    hidden = str(REPO / "src")
+    code = (f"import sys; sys.path = [p for p in sys.path if not p.startswith({hidden!r})]; sys.path.insert(0, {str(site)!r}); "
             "from hydra.core.plugins import Plugins; from hydra.plugins.sweeper import Sweeper; import inspect; "
             "print([inspect.getfile(p) for p in Plugins.instance().discover(Sweeper) if p.__name__ == 'FPTASSweeper'][0])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/", check=True).stdout.strip()

@@ -32,5 +32,24 @@ def main(cfg: DictConfig) -> float:
         sys.exit(2)
 
 
+def check_group_choices(argv: list[str], conf: str = "conf") -> None:
+    """Hydra's own error for `task=glue/foo` is "Could not find 'task/glue/foo'" with no list of what exists;
+    name the known options (and the fix) before Hydra gets there."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent / conf
+    for arg in argv:
+        key, sep, value = arg.lstrip("+").partition("=")
+        if not sep or key not in ("task", "arch", "search", "experiment") or "(" in value:   # choice(...), glob(...)
+            continue
+        known = sorted(str(p.relative_to(root / key).with_suffix("")) for p in (root / key).rglob("*.yaml"))
+        for choice in value.split(","):     # a multirun sweeps several
+            if choice and choice != "null" and choice not in known:
+                print(f"Unknown {key} {choice!r}. Known: {', '.join(known)}. "
+                      f"Pass one of them, e.g. {key}={known[0]} (files under {root / key}).", file=sys.stderr)
+                sys.exit(2)
+
+
 if __name__ == "__main__":
+    check_group_choices(sys.argv[1:])
     main()

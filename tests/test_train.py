@@ -95,11 +95,23 @@ def test_multirun_over_tasks_with_wandb_offline(tmp_path):
     (["arch=tiny", "arch.heads=5"], "heads must divide hidden"),
     (["arch=bort", "task=glue/rte"], "model.init=scratch"),
     (["arch=tiny", "task=glue/rte", "data.root=EMPTY"], "RTE"),
+    (["arch=tiny", "task=glue/rtee"], "Unknown task 'glue/rtee'. Known: glue/ax"),
+    (["-m", "arch=tiny", "task=glue/rte,superglue/cbb"], "Unknown task 'superglue/cbb'"),
 ])
 def test_bad_input_is_one_clear_message(tmp_path, args, expected):
     (tmp_path / "empty").mkdir()
     args = [a.replace("EMPTY", str(tmp_path / "empty")) for a in args]
     r = _train([*args, f"hydra.run.dir={tmp_path}/run", *FAST], cwd=tmp_path, timeout=300)
-    assert r.returncode != 0
+    assert r.returncode == 2
     assert expected in r.stderr + r.stdout
     assert "Traceback" not in r.stderr
+
+
+def test_search_group_composes_as_the_issue_writes_it():
+    """`search=minilm` (no +) works because conf/config.yaml lists `- search: null`."""
+    from bortlab.search.space import SearchSpace
+
+    sizes = {name: len(list(SearchSpace.from_config(compose_cfg([f"search={name}"]).search).candidates()))
+             for name in ("minilm", "minilm_small")}
+    assert sizes == {"minilm": 6 * 4 * 3 * 4, "minilm_small": 3 * 2 * 2 * 2}
+    assert "search" not in compose_cfg([])

@@ -109,9 +109,15 @@ def test_bad_input_is_one_clear_message(tmp_path, args, expected):
 
 def test_search_group_composes_as_the_issue_writes_it():
     """`search=minilm` (no +) works because conf/config.yaml lists `- search: null`."""
+    from omegaconf import OmegaConf
+
     from bortlab.search.space import SearchSpace
 
-    sizes = {name: len(list(SearchSpace.from_config(compose_cfg([f"search={name}"]).search).candidates()))
+    def size(name):
+        space = OmegaConf.to_container(compose_cfg([f"search={name}"]).search)
+        return len(list(SearchSpace.from_config(space).candidates()))
+
+    sizes = {name: size(name)
              for name in ("minilm", "minilm_small")}
     assert sizes == {"minilm": 6 * 4 * 3 * 4, "minilm_small": 3 * 2 * 2 * 2}
     assert "search" not in compose_cfg([])

@@ -240,17 +240,27 @@ def export_pretrained(encoder: Encoder, out_dir: str | os.PathLike, tokenizer=No
 
     The directory appears atomically: everything is written to a temporary sibling which is then renamed,
     so a crash never leaves a half-written checkpoint. An existing `out_dir` is replaced."""
-    from safetensors.torch import save_file
     config = hf_config_from_arch(encoder.arch)               # raises ExportError before touching the disk
+    if tokenizer is not None:
+        check_vocab(encoder, tokenizer)
+    return write_hf_dir(out_dir, config, hf_state_from_encoder(encoder), tokenizer)
+
+
+def write_hf_dir(out_dir: str | os.PathLike, config, state: dict, tokenizer=None) -> Path:
+    """config.json + model.safetensors [+ tokenizer files] as one atomic directory: written into a temporary
+    sibling, then renamed over `out_dir` (an existing one is moved aside first, since os.replace cannot
+    replace a non-empty directory), so a crash never leaves a half-written checkpoint."""
+    from safetensors.torch import save_file
+
     out = Path(out_dir).expanduser().resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         config.save_pretrained(tmp)
-        save_file(hf_state_from_encoder(encoder), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         if tokenizer is not None:
-            check_vocab(encoder, tokenizer)
             tokenizer.save_pretrained(tmp)
+        _umask_modes(tmp)
         old = None
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
@@ -262,6 +272,15 @@ def export_pretrained(encoder: Encoder, out_dir: str | os.PathLike, tokenizer=No
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _umask_modes(folder: Path) -> None:
+    """mkdtemp makes a 0700 folder (and safetensors a 0600 file): give the export the umask's usual modes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for f in folder.iterdir():
+        os.chmod(f, 0o666 & ~umask)
 
 
 # ---- vocabulary check ------------------------------------------------------------------------------

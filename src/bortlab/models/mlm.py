@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -137,45 +135,15 @@ def hf_state_from_mlm(model: MaskedLM) -> dict:
     return out
 
 
-def _readable(folder: Path) -> None:
-    """mkdtemp makes a 0700 folder (and safetensors a 0600 file): give the export the umask's usual modes."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)
-    for f in folder.iterdir():
-        os.chmod(f, 0o666 & ~umask)
-
-
 def export_mlm(model: MaskedLM, out_dir: str | os.PathLike, tokenizer=None) -> Path:
     """Write `model` as a transformers `BertForMaskedLM` (or `RobertaForMaskedLM` for offset positions)
     directory, atomically: written beside `out_dir`, then renamed over it. `load_mlm`, `load_pretrained`
     and transformers' `AutoModelForMaskedLM` / `AutoModel` all read it back."""
-    from safetensors.torch import save_file
-
-    from bortlab.models.hf import check_vocab, hf_config_from_arch
+    from bortlab.models.hf import check_vocab, hf_config_from_arch, write_hf_dir
 
     config = hf_config_from_arch(model.arch)          # ExportError before touching the disk
     cls = "RobertaForMaskedLM" if model.arch.position_offset > 0 else "BertForMaskedLM"
     config.architectures = [cls if model.head is not None else cls.replace("ForMaskedLM", "Model")]
     if tokenizer is not None:
         check_vocab(model.encoder, tokenizer)
-    out = Path(out_dir).expanduser().resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        config.save_pretrained(tmp)
-        save_file(hf_state_from_mlm(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
-        _readable(tmp)
-        if out.exists():   # move the old one aside first: os.replace cannot replace a non-empty directory
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return write_hf_dir(out_dir, config, hf_state_from_mlm(model), tokenizer)

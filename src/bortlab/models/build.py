@@ -23,17 +23,16 @@ INITS = ("pretrained", "scratch", "extract")
 def _load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
+    from bortlab.models.mlm import resolve_checkpoint
+
+    name = resolve_checkpoint(name)          # a pre-training run directory stands for its export/
     return AutoTokenizer.from_pretrained(name, **hub_kwargs(name))
 
 
 def build_tokenizer(cfg: DictConfig):
     """`model.tokenizer` when given; else the checkpoint's own; for scratch runs the checkpoint's named in
     `model.pretrained` when reachable (Bort's RoBERTa vocabulary for arch=bort), else the offline MiniLM's."""
-    from bortlab.models.mlm import resolve_checkpoint
-
     m = cfg.model
-    if m.get("pretrained"):   # a pre-training run directory stands for its export/
-        m.pretrained = resolve_checkpoint(str(m.pretrained))
     if m.init not in INITS:
         raise SetupError(f"model.init={m.init!r} is not one of {INITS}.")
     if m.get("tokenizer"):
@@ -78,6 +77,7 @@ def build_model(cfg: DictConfig, task, tokenizer):
     from bortlab.models.encoder import Encoder
     from bortlab.models.heads import MultipleChoice, SequenceClassifier
     from bortlab.models.hf import check_vocab, load_pretrained
+    from bortlab.models.mlm import resolve_checkpoint
 
     m = cfg.model
     asked = arch_from_cfg(cfg)
@@ -89,7 +89,8 @@ def build_model(cfg: DictConfig, task, tokenizer):
                 "model.pretrained=<hub id or local dir>, or train from random weights with model.init=scratch."
             )
         try:
-            encoder = load_pretrained(str(m.pretrained), dropout=dropout, **hub_kwargs(str(m.pretrained)))
+            name = resolve_checkpoint(str(m.pretrained))    # a pre-training run directory: its export/
+            encoder = load_pretrained(name, dropout=dropout, **hub_kwargs(name))
         except (OSError, ValueError) as e:
             raise SetupError(
                 f"Could not load the checkpoint {m.pretrained!r} ({e}). Options: model.pretrained=<local dir "

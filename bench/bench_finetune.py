@@ -102,7 +102,9 @@ def run_hf(args, seed: int) -> dict:
 
     def encode(rows):
         pairs = [task.inputs(r)[0] for r in rows]
-        enc = tok([a for a, _ in pairs], [b for _, b in pairs], truncation=task.truncation, max_length=args.max_length)
+        second = [b for _, b in pairs] if any(b is not None for _, b in pairs) else None   # WSC: one text
+        enc = tok([a for a, _ in pairs], second, truncation=task.truncation if second else True,
+                  max_length=args.max_length)
         enc["labels"] = [task.target(r) for r in rows]
         return Dataset.from_dict(dict(enc))
 

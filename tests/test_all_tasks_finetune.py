@@ -121,3 +121,38 @@ def _record(tmp_path):
 def test_format_exact_small_files_finetune(task_name, make, tmp_path, tokenizer):
     metrics, task = finetune_few_steps(task_name, tokenizer, make(tmp_path))
     assert {f"val/{m}" for m in task.metrics} <= set(metrics)
+
+
+@pytest.mark.slow
+def test_real_minilm_fits_a_few_multirc_answers(tokenizer):
+    """The learnability check behind docs/tasks.md's MultiRC note: through the same module, collator and
+    Lightning loop as train.py, the real MiniLM fits 32 real MultiRC answers (the first passage's, so
+    near-identical inputs with different labels) and scores them above the all-false and all-true answers.
+    A label, truncation or grouping bug specific to MultiRC would keep it at the prior."""
+    if not (DATA / "superglue").exists():
+        pytest.skip(f"no superglue data under {DATA}")
+    from bortlab.config import minilm_path
+    from bortlab.models.hf import load_pretrained
+
+    torch.manual_seed(0)
+    task = get_task("superglue/multirc")
+    dm = SlicedData(task, tokenizer, root=DATA, n=32, max_length=96, batch_size=8, eval_batch_size=32,
+                    train_split="train", dev_splits=("train",), test_splits=())
+    model = SequenceClassifier(load_pretrained(minilm_path()), task.num_labels)
+    module = FineTuneModule(model, task, lr=1.5e-4, warmup_ratio=0.0, datamodule=dm)
+    losses = []
+
+    class Losses(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            losses.append(float(outputs["loss"]))
+
+    trainer = L.Trainer(max_epochs=16, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, check_val_every_n_epoch=100,
+                        callbacks=[Losses()])
+    trainer.fit(module, datamodule=dm)
+    trainer.validate(module, datamodule=dm, verbose=False)
+    labels = [r["label"] for r in dm.rows["train"]]
+    assert 0 < sum(labels) < len(labels), "the slice should hold both true and false answers"
+    assert sum(losses[-4:]) / 4 < 0.6 * sum(losses[:4]) / 4, losses
+    all_true_f1 = 2 * sum(labels) / (sum(labels) + len(labels))
+    assert module.last_metrics["val/f1a"] > max(0.8, all_true_f1), module.last_metrics

@@ -53,6 +53,7 @@ class TaskDataModule(L.LightningDataModule):
         self.test_splits = tuple(self.task.test_splits if test_splits is None else test_splits)
         self.rows: dict[str, list[dict]] = {}        # split -> rows as read (kept for metrics/submissions)
         self.features: dict[str, list[dict]] = {}    # split -> tokenised examples, aligned with rows
+        self._resume: Optional[tuple[int, int]] = None   # (epoch, batches done) from a mid-epoch checkpoint
 
     # ---- reading and tokenising ------------------------------------------------------------------
     def load_split(self, split: str) -> None:
@@ -143,9 +144,26 @@ class TaskDataModule(L.LightningDataModule):
         if train and getattr(self, "trainer", None) is not None:
             # a loader rebuilt every epoch (reload_dataloaders_every_n_epochs, Agora) must still shuffle anew
             sampler.epoch = int(self.trainer.current_epoch)
+            if self._resume is not None and self._resume[0] == sampler.epoch:
+                sampler.skip, self._resume = self._resume[1], None
         return DataLoader(
             feats, batch_sampler=sampler, collate_fn=Collator(self.pad_id, self.task), num_workers=self.num_workers
         )
+
+    # ---- mid-epoch resume --------------------------------------------------------------------------
+    # Lightning restarts a plain DataLoader at its first batch when it resumes from a mid-epoch checkpoint
+    # (val_check_interval < 1, every_n_train_steps): the epoch's first batches would be trained twice and
+    # its last ones never. The checkpoint carries how far the epoch got; the sampler's order is reproducible
+    # from (seed, epoch), so the resumed epoch skips what was trained. Lightning restores this state before
+    # configure_optimizers builds the train loader (estimated_stepping_batches).
+    def state_dict(self) -> dict:
+        loop = getattr(getattr(getattr(self, "trainer", None), "fit_loop", None), "epoch_loop", None)
+        if loop is None:
+            return {}
+        return {"epoch": int(self.trainer.current_epoch), "batches_done": int(loop.batch_progress.current.ready)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume = (int(state["epoch"]), int(state["batches_done"])) if state else None
 
     @property
     def pad_id(self) -> int:
@@ -181,6 +199,7 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.lengths, self.batch_size, self.shuffle, self.group = list(lengths), batch_size, shuffle, group
         self.seed, self.mega, self.drop_last, self.epoch = seed, mega, drop_last, 0
+        self.skip = 0         # batches to leave out of the next iteration only (a mid-epoch resume)
 
     def __len__(self) -> int:
         n = len(self.lengths)
@@ -206,6 +225,11 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
             first = batches.pop(longest)
             rng.shuffle(batches)
             batches.insert(0, first)
+        skip, self.skip = self.skip, 0
+        if 0 < skip < len(batches):       # an end-of-epoch checkpoint (skip == all) starts the next epoch whole
+            log.info("resuming mid-epoch: epoch %d continues after the %d batches its checkpoint had trained",
+                     self.epoch - 1, skip)
+            batches = batches[skip:]
         return iter(batches)
 
 

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -80,6 +81,9 @@ def run(cfg: DictConfig) -> float:
                         plugins=[AtomicCheckpointIO()], enable_checkpointing=ckpt_cb is not None)
     started = time.time()
     try:
+        # TaskDataModule carries its place in the epoch in the checkpoint and skips what was trained, so
+        # Lightning's warning about a non-resumable loader on a mid-epoch resume does not apply here
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
         trainer.fit(module, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg, out))
         best = ckpt_cb.best_model_path if ckpt_cb is not None else ""
         # final dev metrics from the best checkpoint (selection metric), not from the last step

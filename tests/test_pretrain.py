@@ -241,6 +241,9 @@ def test_kd_run_on_real_text_loss_falls_and_every_stage_loads_the_export(tmp_pat
     run_pretrain(compose_cfg([*over, "trainer.max_steps=30", f"+output_dir={run}", "resume=auto"]))
     m2 = json.loads((run / "metrics.json").read_text())
     assert m2["steps"] == 30 and [s for s, _ in m2["curve"]] == [0, 10, 20, 30] and m2["tokens"] == 30 * 8 * 64
+    # the first run's CSV log survives the resume (Lightning's CSV writer would delete it)
+    first_log = (run / "csv" / "metrics.1.csv").read_text()
+    assert "val/loss" in first_log.splitlines()[0] and (run / "csv" / "metrics.csv").exists()
     # the student as a teacher for the next student (same vocabulary)
     nxt = run_pretrain(compose_cfg([*over, "trainer.max_steps=2", f"teacher={run}", f"+output_dir={tmp_path / 'next'}"]))
     assert nxt > 0

@@ -33,6 +33,19 @@ def run_config(cfg: DictConfig, arch) -> dict:
     return conf
 
 
+def keep_previous_csv_log(path: Path) -> None:
+    """Lightning's CSV writer deletes an existing metrics.csv; a resumed (or repeated) run in the same
+    directory keeps the earlier log beside it as metrics.1.csv, metrics.2.csv, ... (oldest first)."""
+    if not path.exists():
+        return
+    n = 1
+    while path.with_name(f"metrics.{n}.csv").exists():
+        n += 1
+    kept = path.with_name(f"metrics.{n}.csv")
+    path.rename(kept)
+    log.info("the earlier run's CSV log in this directory is kept as %s", kept)
+
+
 def build_logger(cfg: DictConfig, arch, out: Path):
     kind = cfg.logger.get("name", "csv") if cfg.get("logger") else "none"
     if kind == "none":
@@ -40,6 +53,7 @@ def build_logger(cfg: DictConfig, arch, out: Path):
     if kind == "csv":
         from lightning.pytorch.loggers import CSVLogger
 
+        keep_previous_csv_log(out / "csv" / "metrics.csv")
         lg = CSVLogger(save_dir=str(out), name="csv", version="")
         lg.log_hyperparams(run_config(cfg, arch))
         return lg

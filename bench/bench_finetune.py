@@ -70,7 +70,8 @@ def run_bortlab(args, seed: int) -> dict:
     run(cfg)
     metrics = json.loads((out / "metrics.json").read_text())
     seen = metrics["steps"] * args.batch if args.max_steps else _train_rows(args) * args.epochs
-    return {"system": "bortlab", "seed": seed, "dev": metrics["dev"], "steps": metrics["steps"],
+    dev = {k.removeprefix("val/"): v for k, v in metrics["dev"].items()}     # the names score() gives the HF side
+    return {"system": "bortlab", "seed": seed, "dev": dev, "steps": metrics["steps"],
             "train_s": FitTimer.result["train_seconds"], "ex_per_s": seen / FitTimer.result["train_seconds"]}
 
 
@@ -116,7 +117,8 @@ def run_hf(args, seed: int) -> dict:
     targs = transformers.TrainingArguments(
         output_dir=tempfile.mkdtemp(prefix="bench-hf-"), per_device_train_batch_size=args.batch,
         per_device_eval_batch_size=64, learning_rate=args.lr, num_train_epochs=args.epochs, weight_decay=0.0,
-        max_steps=args.max_steps or -1, warmup_steps=int(0.1 * (args.max_steps or steps)), lr_scheduler_type="linear", seed=seed, report_to=[], save_strategy="no",
+        max_steps=args.max_steps or -1, warmup_steps=int(0.1 * (args.max_steps or steps)),
+        lr_scheduler_type="linear", seed=seed, report_to=[], save_strategy="no",
         eval_strategy="no", logging_strategy="no", use_cpu=True, dataloader_num_workers=0,
         disable_tqdm=True,
     )
@@ -154,9 +156,9 @@ def main() -> None:
     for seed in args.seeds:
         for system in args.systems:     # interleaved, so drift in machine load hits both sides alike
             r = run_bortlab(args, seed) if system == "bortlab" else run_hf(args, seed)
-            r[metric] = r["dev"][f"val/{metric}"] if f"val/{metric}" in r["dev"] else r["dev"][metric]
+            r[metric] = r["dev"][metric]
             rows.append(r)
-            dev = ", ".join(f"{k.removeprefix('val/')} {v:.4f}" for k, v in r["dev"].items())
+            dev = ", ".join(f"{k} {v:.4f}" for k, v in r["dev"].items())
             print(f"{r['system']:>11} seed {seed}: {dev}; {r['steps']} steps, {r['ex_per_s']:.1f} examples/s "
                   f"({r['train_s']:.0f} s)", flush=True)
     budget = f"{args.max_steps} steps" if args.max_steps else f"{args.epochs} epochs"

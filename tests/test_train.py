@@ -121,3 +121,20 @@ def test_search_group_composes_as_the_issue_writes_it():
              for name in ("minilm", "minilm_small")}
     assert sizes == {"minilm": 6 * 4 * 3 * 4, "minilm_small": 3 * 2 * 2 * 2}
     assert "search" not in compose_cfg([])
+
+
+def test_csv_logger_keeps_an_earlier_log_and_does_not_warn_it_away(tmp_path, recwarn):
+    from bortlab.models.build import arch_from_cfg
+    from bortlab.tracking import build_logger
+
+    csv = tmp_path / "csv"
+    csv.mkdir()
+    (csv / "metrics.csv").write_text("step,val/loss\n0,1.0\n")
+    (csv / "hparams.yaml").write_text("{}\n")
+    cfg = compose_cfg(["arch=tiny", "logger=csv"])
+    lg = build_logger(cfg, arch_from_cfg(cfg), tmp_path)
+    lg.log_metrics({"val/loss": 0.5}, step=1)
+    lg.save()
+    assert (csv / "metrics.1.csv").read_text() == "step,val/loss\n0,1.0\n"
+    assert "0.5" in (csv / "metrics.csv").read_text()
+    assert not [w for w in recwarn if "will be deleted" in str(w.message)]

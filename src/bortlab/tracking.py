@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -54,6 +55,9 @@ def build_logger(cfg: DictConfig, arch, out: Path):
         from lightning.pytorch.loggers import CSVLogger
 
         keep_previous_csv_log(out / "csv" / "metrics.csv")
+        # the earlier metrics.csv was just moved aside, so Lightning's "previous log files will be deleted"
+        # warning (it fires on any non-empty directory, hparams.yaml included) no longer tells the truth
+        warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
         lg = CSVLogger(save_dir=str(out), name="csv", version="")
         lg.log_hyperparams(run_config(cfg, arch))
         return lg

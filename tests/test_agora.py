@@ -372,3 +372,8 @@ def test_a_bortlab_run_as_labeller(tmp_path):
     assert p.shape == (1, 2) and lab.embedding_source() is not None
     with pytest.raises(SetupError, match=r"labeller .* predicts the labels \['entailment', 'not_entailment'\]"):
         load_labeller({"path": str(tmp_path / "checkpoints" / "last.ckpt")}, get_task("superglue/cb"))
+    # it saw glue/rte's train split (which holds any Agora hold-out cut from it), not superglue/rte's
+    same = load_labeller({"path": str(tmp_path)}, get_task("glue/rte"))
+    assert same.saw_train_of(get_task("glue/rte")) and not lab.saw_train_of(get_task("superglue/rte"))
+    from bortlab.agora.labellers import Ensemble
+    assert Ensemble([lab, same]).saw_train_of(get_task("glue/rte"))

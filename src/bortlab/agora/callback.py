@@ -97,6 +97,10 @@ class AgoraCallback(L.Callback):
             self.labeller_acc = self.labeller.accuracy(task, dev_rows)
             log.info("agora: labeller %s, accuracy %.4f on Agora's dev set (%s, %d rows)", self.labeller.name,
                      self.labeller_acc, self.dev_split, len(dev_rows))
+            if self.dev == "holdout" and self.labeller.saw_train_of(task):
+                log.warning("agora: the labeller was fine-tuned on %s's train split, which contains Agora's hold-out: "
+                            "its %.4f there is optimistic (see its own run's dev score for an honest one).",
+                            task.name, self.labeller_acc)
             if self.labeller_acc < 2 / 3 and task.kind == "classification" and len(task.labels) == 2:
                 log.warning("agora: the labeller is right on only %.1f%% of Agora's dev set; Agora assumes an "
                             "ok-ish labeller (above 2/3).", 100 * self.labeller_acc)

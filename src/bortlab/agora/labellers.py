@@ -61,6 +61,12 @@ def predict_rows(model: torch.nn.Module, dm, rows: Sequence[dict], batch_size: i
 
 class Labeller:
     name = "labeller"
+    trained_on: Optional[str] = None   # the bortlab task a checkpoint labeller was fine-tuned on, when known
+
+    def saw_train_of(self, task: Task) -> bool:
+        """Was (a member of) this labeller fine-tuned on `task`'s own training split? Then a hold-out cut from
+        that split was in its training data, and its accuracy there is optimistic."""
+        return self.trained_on == task.name or any(m.saw_train_of(task) for m in getattr(self, "members", ()))
 
     def probs(self, rows: Sequence[dict]) -> torch.Tensor:
         raise NotImplementedError
@@ -215,8 +221,10 @@ def load_bortlab(path: Path, task: Task) -> ModelLabeller:
     except RuntimeError as e:
         raise SetupError(f"The labeller {ckpt} does not fit the model rebuilt from {cfg_path}: {str(e)[:300]}") from e
     log.info("agora labeller: %s (trained on %s)", ckpt, own)
-    return ModelLabeller(model, tokenizer, task, columns, name=f"bortlab:{run_dir.name}",
-                         max_length=cfg.data.get("max_length") or cfg.task.get("max_length"))
+    labeller = ModelLabeller(model, tokenizer, task, columns, name=f"bortlab:{run_dir.name}",
+                             max_length=cfg.data.get("max_length") or cfg.task.get("max_length"))
+    labeller.trained_on = own
+    return labeller
 
 
 def load_hf(name: str, task: Task, labels: Optional[Sequence] = None) -> ModelLabeller:

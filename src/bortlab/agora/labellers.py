@@ -66,7 +66,7 @@ class Labeller:
     def saw_train_of(self, task: Task) -> bool:
         """Was (a member of) this labeller fine-tuned on `task`'s own training split? Then a hold-out cut from
         that split was in its training data, and its accuracy there is optimistic."""
-        return self.trained_on == task.name or any(m.saw_train_of(task) for m in getattr(self, "members", ()))
+        return self.trained_on == task.name
 
     def probs(self, rows: Sequence[dict]) -> torch.Tensor:
         raise NotImplementedError
@@ -105,10 +105,12 @@ class ModelLabeller(Labeller):
     """A classifier (bortlab or transformers) with its own tokenizer; `columns[j]` = the model's output
     column that holds the task's label j."""
 
-    def __init__(self, model, tokenizer, task: Task, columns: Sequence[int], name: str, max_length: Optional[int] = None):
+    def __init__(self, model, tokenizer, task: Task, columns: Sequence[int], name: str, max_length: Optional[int] = None,
+                 trained_on: Optional[str] = None):
         from bortlab.data.datamodule import TaskDataModule
 
         self.model, self.tokenizer, self.task, self.name = model.eval(), tokenizer, task, name
+        self.trained_on = trained_on
         self.columns = list(columns)
         types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
         self._dm = TaskDataModule(task, tokenizer, max_length=max_length or task.max_length, use_token_types=types)
@@ -160,6 +162,9 @@ class Ensemble(Labeller):
 
     def embedding_source(self):
         return next((s for m in self.members if (s := m.embedding_source()) is not None), None)
+
+    def saw_train_of(self, task: Task) -> bool:
+        return any(m.saw_train_of(task) for m in self.members)
 
 
 # ---- label sets ---------------------------------------------------------------------------------------
@@ -221,10 +226,8 @@ def load_bortlab(path: Path, task: Task) -> ModelLabeller:
     except RuntimeError as e:
         raise SetupError(f"The labeller {ckpt} does not fit the model rebuilt from {cfg_path}: {str(e)[:300]}") from e
     log.info("agora labeller: %s (trained on %s)", ckpt, own)
-    labeller = ModelLabeller(model, tokenizer, task, columns, name=f"bortlab:{run_dir.name}",
-                             max_length=cfg.data.get("max_length") or cfg.task.get("max_length"))
-    labeller.trained_on = own
-    return labeller
+    return ModelLabeller(model, tokenizer, task, columns, name=f"bortlab:{run_dir.name}",
+                         max_length=cfg.data.get("max_length") or cfg.task.get("max_length"), trained_on=own)
 
 
 def load_hf(name: str, task: Task, labels: Optional[Sequence] = None) -> ModelLabeller:

@@ -129,6 +129,44 @@ def test_real_minilm_on_rte_sentences(minilm_dir, rte_dev_pairs):
     _assert_same(enc, hf, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
 
 
+@pytest.mark.parametrize("kind", ["sequence", "multiple_choice"])
+def test_mean_pooled_head_on_real_minilm_equals_the_sentence_transformers_formula(kind, minilm_dir, rte_dev_pairs):
+    """model.pooling=mean: the head reads the average of transformers' last_hidden_state over real tokens
+    (sentence-transformers' mean pooling, which all-MiniLM-L6-v2 was trained with), padded or unpadded."""
+    from bortlab.models.heads import MultipleChoice, SequenceClassifier
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(minilm_dir)
+    hf = BertModel.from_pretrained(minilm_dir).eval()
+    enc = load_pretrained(minilm_dir)
+    head = (SequenceClassifier(enc, 3, pooling="mean") if kind == "sequence"
+            else MultipleChoice(enc, pooling="mean")).eval()
+    pairs = rte_dev_pairs[:8]
+    batch = tok([a for a, _ in pairs], [b for _, b in pairs], padding="longest", truncation=True, max_length=256,
+                return_tensors="pt")
+    ids, mask, tt = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
+    assert (mask == 0).any()
+    with torch.no_grad():
+        h = hf(ids, attention_mask=mask, token_type_ids=tt).last_hidden_state
+        m = mask.unsqueeze(-1).float()
+        ref = head.classifier((h * m).sum(1) / m.sum(1))                   # (8, out)
+        for unpad in (True, False):
+            enc.unpad = unpad
+            if kind == "sequence":
+                ours = head(ids, mask, tt)
+            else:                                                          # 4 questions x 2 choices
+                ours = head(ids.view(4, 2, -1), mask.view(4, 2, -1), tt.view(4, 2, -1)).view(8, 1)
+            torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
+        assert not torch.allclose(ref, head.classifier(torch.tanh(enc.pooler(h[:, 0]))), atol=1e-3)   # not cls
+
+
+def test_unknown_pooling_is_a_clear_error():
+    from bortlab.models.heads import SequenceClassifier
+
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        SequenceClassifier(Encoder(Arch(1, 2, 32, 64, vocab_size=50, max_positions=16)), 2, pooling="max")
+
+
 # ---- export ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("arch", [
     Arch(2, 2, 32, 64, vocab_size=100, max_positions=40),

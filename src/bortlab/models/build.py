@@ -75,7 +75,7 @@ def arch_from_cfg(cfg: DictConfig) -> Arch:
 def build_model(cfg: DictConfig, task, tokenizer):
     """Encoder + head for `task`; returns (model, arch actually built)."""
     from bortlab.models.encoder import Encoder
-    from bortlab.models.heads import MultipleChoice, SequenceClassifier
+    from bortlab.models.heads import POOLINGS, MultipleChoice, SequenceClassifier
     from bortlab.models.hf import check_vocab, load_pretrained
     from bortlab.models.mlm import resolve_checkpoint
 
@@ -120,8 +120,12 @@ def build_model(cfg: DictConfig, task, tokenizer):
 
         encoder = extract_from_checkpoint(str(m.get("source") or m.pretrained), asked, cfg=m)
         check_vocab(encoder, tokenizer, checkpoint=str(m.get("source") or m.pretrained))
+    pooling = str(m.get("pooling") or "cls")
+    if pooling not in POOLINGS:
+        raise SetupError(f"model.pooling={pooling!r} is not one of {POOLINGS}: use model.pooling=cls (BERT's "
+                         "[CLS] pooler) or model.pooling=mean (the average over real tokens).")
     if task.kind == "multiple_choice":
-        model = MultipleChoice(encoder, dropout=dropout)
+        model = MultipleChoice(encoder, dropout=dropout, pooling=pooling)
     else:
-        model = SequenceClassifier(encoder, task.num_labels, dropout=dropout)
+        model = SequenceClassifier(encoder, task.num_labels, dropout=dropout, pooling=pooling)
     return model, encoder.arch

@@ -1,0 +1,59 @@
+"""How much of MultiRC a run sees: dev F1a / EM / accuracy of a fine-tuned run, split by whether the passage
+was cut at the run's max length (the passage is truncated, never the question or answer).
+
+    python bench/multirc_truncation.py <run dir or .ckpt> [--data ../shared/data] [--limit N]
+
+Prints (and, without --limit, writes next to the checkpoint as multirc_truncation.json) the scores on all dev answers, on the
+answers whose passage was cut, and on those seen whole, with each subset's all-true F1a and label rates.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from bortlab.agora.labellers import _bortlab_checkpoint, load_bortlab
+from bortlab.data import read_split
+from bortlab.data.qa_metrics import multirc_scores
+from bortlab.data.tasks import get_task
+
+
+def subset_scores(idx, groups, pred, gold) -> dict:
+    if not idx:
+        return {"answers": 0}
+    g, p, t = [groups[i] for i in idx], [pred[i] for i in idx], [gold[i] for i in idx]
+    return {"answers": len(idx), **multirc_scores(g, p, t),
+            "accuracy": sum(a == b for a, b in zip(p, t)) / len(idx),
+            "all_true_f1a": multirc_scores(g, [1] * len(idx), t)["f1a"],
+            "true_rate": sum(t) / len(idx), "pred_true_rate": sum(p) / len(idx)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path, help="a MultiRC run directory (its best.ckpt) or a checkpoint file")
+    ap.add_argument("--data", default=os.environ.get("BORTLAB_DATA", "../shared/data"))
+    ap.add_argument("--limit", type=int, default=None, help="only the first N dev answers (a quick look)")
+    args = ap.parse_args()
+
+    task = get_task("superglue/multirc")
+    ckpt = _bortlab_checkpoint(args.run)
+    labeller = load_bortlab(ckpt, task)
+    max_length = labeller._dm.max_length
+    rows = read_split(task.name, "dev", root=args.data)[: args.limit]
+    pred = [int(task.labels[j]) for j in labeller.probs(rows).argmax(-1).tolist()]
+    gold = [int(r["label"]) for r in rows]
+    groups = [(r["passage_idx"], r["question_idx"]) for r in rows]
+    tok = labeller.tokenizer
+    cut = [len(tok(r["paragraph"], f"{r['question']} {r['answer']}")["input_ids"]) > max_length for r in rows]
+    result = {"checkpoint": str(ckpt), "max_length": max_length,
+              "all": subset_scores(list(range(len(rows))), groups, pred, gold),
+              "cut": subset_scores([i for i, c in enumerate(cut) if c], groups, pred, gold),
+              "whole": subset_scores([i for i, c in enumerate(cut) if not c], groups, pred, gold)}
+    if args.limit is None:
+        (ckpt.parent / "multirc_truncation.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -139,3 +139,27 @@ def test_csv_logger_keeps_an_earlier_log_and_does_not_warn_it_away(tmp_path, rec
     assert (csv / "metrics.1.csv").read_text() == "step,val/loss\n0,1.0\n"
     assert "0.5" in (csv / "metrics.csv").read_text()
     assert not [w for w in recwarn if "will be deleted" in str(w.message)]
+
+
+@needs_data
+def test_last_ckpt_holds_the_end_of_the_epoch_when_dev_checks_do_not_divide_it(tmp_path):
+    """With trainer.val_check_interval=2 and 5 batches an epoch, the last dev check is at step 4: last.ckpt
+    must still hold step 5, so that resume=auto does not train the epoch's last batch again; and it must follow
+    training even when the dev metric does not improve (Lightning's save_last only follows the best)."""
+    import torch
+
+    from bortlab.run import run
+
+    cfg = compose_cfg(["arch=tiny", "task=glue/rte", f"data.root={DATA}", f"+output_dir={tmp_path}", "predict=false",
+                       "logger=none", *FAST, "trainer.limit_train_batches=5", "trainer.val_check_interval=2"])
+    run(cfg)
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    best = torch.load(tmp_path / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == 5 and best["global_step"] in (2, 4)
+    # resume=auto with a second epoch continues after step 5: five more steps, not six
+    cfg = compose_cfg(["arch=tiny", "task=glue/rte", f"data.root={DATA}", f"+output_dir={tmp_path}", "predict=false",
+                       "logger=none", *FAST, "trainer.limit_train_batches=5", "trainer.val_check_interval=2",
+                       "trainer.max_epochs=2", "resume=auto"])
+    run(cfg)
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert (last["global_step"], last["epoch"]) == (10, 1)

@@ -4,7 +4,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lightning.pytorch import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.trainer.states import TrainerFn
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -17,3 +19,33 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         tmp = path.with_name(f".{path.name}.tmp")
         super().save_checkpoint(checkpoint, tmp, storage_options)
         os.replace(tmp, path)
+
+
+
+class LastCheckpoint(Callback):
+    """Keeps `<dirpath>/last.ckpt` = the latest training state, for `resume=auto`.
+
+    Lightning's own `ModelCheckpoint(save_last=True)` (2.6) rewrites last.ckpt only when its top-k checkpoint
+    was saved at the same step, i.e. when the monitored metric improved: a resume would go back to the best
+    dev check and retrain everything after it. This one saves after every dev check during fit and again at
+    the end of each training epoch (unless a dev check already saved that very step), so the epoch's tail
+    after its last dev check is never lost either.
+    """
+
+    def __init__(self, dirpath, weights_only: bool = False):
+        self.path = Path(dirpath) / "last.ckpt"
+        self.weights_only = weights_only
+        self._saved_step = -1
+
+    def _save(self, trainer) -> None:
+        if trainer.sanity_checking or trainer.fast_dev_run or trainer.global_step == self._saved_step:
+            return
+        trainer.save_checkpoint(self.path, weights_only=self.weights_only)
+        self._saved_step = trainer.global_step
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            self._save(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._save(trainer)

@@ -129,7 +129,7 @@ def run_pretrain(cfg: DictConfig) -> float:
     from bortlab.pretrain.report import LossHistory, plot_curve
     from bortlab.run import output_dir, write_json_atomic
     from bortlab.tracking import build_logger, finish_tracking, resolve_ckpt_path
-    from bortlab.training import AtomicCheckpointIO
+    from bortlab.training import AtomicCheckpointIO, LastCheckpoint
 
     t = cfg.task
     L.seed_everything(int(cfg.seed), workers=True)
@@ -164,7 +164,8 @@ def run_pretrain(cfg: DictConfig) -> float:
     logger = build_logger(cfg, arch, out)
     history = LossHistory()
     callbacks = [history, ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best", monitor="val/loss",
-                                          mode="min", save_top_k=1, save_last=True, auto_insert_metric_name=False)]
+                                          mode="min", save_top_k=1, save_last=False, auto_insert_metric_name=False),
+                 LastCheckpoint(out / "checkpoints")]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     if logger:

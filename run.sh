@@ -3,6 +3,7 @@
 # MiniLM weights), then runs:
 #   ./run.sh train arch=minilm task=glue/rte data.root=../shared/data/glue   # any train.py arguments
 #   ./run.sh test                                                            # the test suite (pytest args pass through)
+#   ./run.sh lint                                                            # ruff, with the rules in pyproject.toml
 #   ./run.sh python bench/bench_encoder.py                                   # anything else, inside the env
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -33,5 +34,6 @@ cmd="${1:-test}"; shift || true
 case "$cmd" in
   train) exec python train.py "$@" ;;
   test)  exec python -m pytest -q -m "not slow" "$@" ;;
+  lint)  exec ruff check "$@" . ;;
   *)     exec "$cmd" "$@" ;;
 esac

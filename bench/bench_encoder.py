@@ -135,7 +135,7 @@ def main(argv=None) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median ms/batch over {args.repeats} "
           f"repeats, implementations interleaved batch by batch; ratio = HF time / bortlab time (> 1: bortlab faster); "
           f"bortlab attention on padded batches: {args.attention}\n")
-    head = f"| shape | workload | bortlab | HF sdpa | HF eager | HF sdpa / bortlab | HF eager / bortlab | max abs diff |"
+    head = "| shape | workload | bortlab | HF sdpa | HF eager | HF sdpa / bortlab | HF eager / bortlab | max abs diff |"
     print(head + "\n|" + "---|" * 8)
     with tempfile.TemporaryDirectory() as work:
         for shape in args.shapes.split(","):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import os
 import random
 import statistics
@@ -116,7 +115,7 @@ def run_nsga2(inst: Instance, budget: int, seed: int) -> list[Arch]:
 def ratio_table(space_name: str, kind: str, seeds: int) -> list[dict]:
     cands = space(space_name)
     rows = []
-    insts = [Instance(cands, lambda a, i=ABnCInstance.sample(s, cands, kind=kind): i.error(a)) for s in range(seeds)]
+    insts = [Instance(cands, ABnCInstance.sample(s, cands, kind=kind).error) for s in range(seeds)]
     for eps in EPSILONS:
         for rule in ("abnc", "cheapest"):
             ratios, evals = [], []
@@ -205,7 +204,7 @@ def synthetic(seeds: int) -> None:
     budget_rows = []
     for sp, n in (("paper", 10), ("fine", 3)):
         cands = space(sp)
-        insts = [Instance(cands, lambda a, i=ABnCInstance.sample(s, cands): i.error(a)) for s in range(n)]
+        insts = [Instance(cands, ABnCInstance.sample(s, cands).error) for s in range(n)]
         budget_rows += budget_table(insts, f"{sp}/capacity")
     print_table(budget_rows, "Equal budgets: hypervolume and best W relative to exhaustive (means over instances)")
     plot_synthetic(ratio_rows, budget_rows)

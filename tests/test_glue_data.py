@@ -165,8 +165,8 @@ _MNLI_HEAD = ("index promptID pairID genre sentence1_binary_parse sentence2_bina
 
 def _mnli_line(i: int, split: str, gold: str) -> str:
     s1, s2 = f"The cat {i} sat .", f"A cat {i} rested ."
-    cols = [str(i), str(1000 + i), f"{1000 + i}{gold[0]}", "fiction", f"( ( The cat ) sat )", "( A ( cat rested ) )",
-            f"(ROOT (S (NP (DT The) (NN cat)) (VP (VBD sat))))", "(ROOT (S (NP (DT A) (NN cat)) (VP (VBD rested))))",
+    cols = [str(i), str(1000 + i), f"{1000 + i}{gold[0]}", "fiction", "( ( The cat ) sat )", "( A ( cat rested ) )",
+            "(ROOT (S (NP (DT The) (NN cat)) (VP (VBD sat))))", "(ROOT (S (NP (DT A) (NN cat)) (VP (VBD rested))))",
             s1, s2]
     if split == "train":
         cols += [gold, gold]

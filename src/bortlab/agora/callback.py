@@ -173,7 +173,7 @@ class AgoraCallback(L.Callback):
         new = []
         for i in wrong:
             src = dev_rows[i]
-            for n, row in enumerate(self.transform.generate(src, self.text_fields, self.k, rng)):
+            for row in self.transform.generate(src, self.text_fields, self.k, rng):
                 row["agora"] = {"round": "final" if final else r, "source": src.get("idx", i),
                                 "transform": self.transform.name}
                 new.append(row)

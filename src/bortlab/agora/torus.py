@@ -117,7 +117,7 @@ def _run(seed, n_train, n_dev, n_test, arc_deg, rounds, k, sigma, labeller_accur
     x, y = train_x, train_y
     added_x, added_y = train_x[:0], train_y[:0]
     model = baseline
-    for r in range(rounds):
+    for _ in range(rounds):
         wrong = (predict(model, dev_x) != dev_y).nonzero().squeeze(1)
         res.round_mistakes.append(len(wrong))
         if len(wrong) == 0:

@@ -216,7 +216,7 @@ def search(
         values = list(evaluate([(c.arch, t) for c, t, _ in batch]))
         if len(values) != len(batch):
             raise SearchError(f"evaluate returned {len(values)} values for a batch of {len(batch)} jobs; it must return one error per (arch, theta) pair.")
-        for (c, t, k), value in zip(batch, values):
+        for (c, _, k), value in zip(batch, values):
             c.errors[k] = as_error(value, f"{c.arch} with theta {{{k}}}")
         n_launched += len(batch)
         _summarise(table, p_T, i_T, theta_of)

@@ -133,7 +133,7 @@ def plot_pareto(path: str | os.PathLike, result: SearchResult, title: str = "") 
     reps = [c for c in table if c.representative]
     ax.scatter([c.p for c in reps], [c.i for c in reps], s=16, c="tab:blue", label="representative (evaluated)")
     base = 1 + result.epsilon
-    for axis, values, line in ((0, [c.p for c in table], ax.axvline), (1, [c.i for c in table], ax.axhline)):
+    for values, line in (([c.p for c in table], ax.axvline), ([c.i for c in table], ax.axhline)):
         lo, hi = math.floor(math.log(min(values), base)), math.floor(math.log(max(values), base))
         if hi - lo < 60:  # cell borders, unless too dense to read
             for k in range(lo, hi + 2):

@@ -14,7 +14,6 @@ import itertools
 import logging
 import math
 import numbers
-import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 

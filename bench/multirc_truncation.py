@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from bortlab.agora.labellers import _bortlab_checkpoint, load_bortlab
+from bortlab.agora.labellers import bortlab_checkpoint, load_bortlab
 from bortlab.data import read_split
 from bortlab.data.qa_metrics import multirc_scores
 from bortlab.data.tasks import get_task
@@ -37,15 +37,15 @@ def main() -> None:
     args = ap.parse_args()
 
     task = get_task("superglue/multirc")
-    ckpt = _bortlab_checkpoint(args.run)
+    ckpt = bortlab_checkpoint(args.run)
     labeller = load_bortlab(ckpt, task)
-    max_length = labeller._dm.max_length
+    max_length = labeller.max_length
     rows = read_split(task.name, "dev", root=args.data)[: args.limit]
     pred = [int(task.labels[j]) for j in labeller.probs(rows).argmax(-1).tolist()]
     gold = [int(r["label"]) for r in rows]
     groups = [(r["passage_idx"], r["question_idx"]) for r in rows]
-    tok = labeller.tokenizer
-    cut = [len(tok(r["paragraph"], f"{r['question']} {r['answer']}")["input_ids"]) > max_length for r in rows]
+    # untruncated length of the pair the model was fed (task.inputs: one (passage, question + answer) pair per row)
+    cut = [len(labeller.tokenizer(*task.inputs(r)[0])["input_ids"]) > max_length for r in rows]
     result = {"checkpoint": str(ckpt), "max_length": max_length,
               "all": subset_scores(list(range(len(rows))), groups, pred, gold),
               "cut": subset_scores([i for i, c in enumerate(cut) if c], groups, pred, gold),

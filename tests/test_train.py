@@ -150,16 +150,14 @@ def test_last_ckpt_holds_the_end_of_the_epoch_when_dev_checks_do_not_divide_it(t
 
     from bortlab.run import run
 
-    cfg = compose_cfg(["arch=tiny", "task=glue/rte", f"data.root={DATA}", f"+output_dir={tmp_path}", "predict=false",
-                       "logger=none", *FAST, "trainer.limit_train_batches=5", "trainer.val_check_interval=2"])
-    run(cfg)
-    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    best = torch.load(tmp_path / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    args = ["arch=tiny", "task=glue/rte", f"data.root={DATA}", f"+output_dir={tmp_path}", "predict=false",
+            "logger=none", *FAST, "trainer.limit_train_batches=5", "trainer.val_check_interval=2"]
+    load = lambda name: torch.load(tmp_path / "checkpoints" / name, map_location="cpu", weights_only=False)  # noqa: E731
+
+    run(compose_cfg(args))
+    last, best = load("last.ckpt"), load("best.ckpt")
     assert last["global_step"] == 5 and best["global_step"] in (2, 4)
     # resume=auto with a second epoch continues after step 5: five more steps, not six
-    cfg = compose_cfg(["arch=tiny", "task=glue/rte", f"data.root={DATA}", f"+output_dir={tmp_path}", "predict=false",
-                       "logger=none", *FAST, "trainer.limit_train_batches=5", "trainer.val_check_interval=2",
-                       "trainer.max_epochs=2", "resume=auto"])
-    run(cfg)
-    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    run(compose_cfg([*args, "trainer.max_epochs=2", "resume=auto"]))
+    last = load("last.ckpt")
     assert (last["global_step"], last["epoch"]) == (10, 1)

@@ -101,16 +101,17 @@ def build_callbacks(cfg: DictConfig, task, out: Path):
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     ck = cb_cfg.get("checkpoint") or {}
     if ck.get("enabled", True):
+        weights_only = bool(ck.get("weights_only", False))
         ckpt = ModelCheckpoint(
             dirpath=str(out / "checkpoints"), filename="best", monitor=f"val/{task.metrics[0]}", mode="max",
             save_top_k=1, save_last=False, auto_insert_metric_name=False,
-            save_weights_only=bool(ck.get("weights_only", False)),
+            save_weights_only=weights_only,
         )
         callbacks.append(ckpt)
         if ck.get("save_last", True):
             from bortlab.training import LastCheckpoint
 
-            callbacks.append(LastCheckpoint(out / "checkpoints", weights_only=bool(ck.get("weights_only", False))))
+            callbacks.append(LastCheckpoint(out / "checkpoints", weights_only=weights_only))
     es = cb_cfg.get("early_stopping") or {}
     if es.get("enabled", False):
         from lightning.pytorch.callbacks import EarlyStopping

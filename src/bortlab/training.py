@@ -21,7 +21,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         os.replace(tmp, path)
 
 
-
 class LastCheckpoint(Callback):
     """Keeps `<dirpath>/last.ckpt` = the latest training state, for `resume=auto`.
 

@@ -115,6 +115,10 @@ class ModelLabeller(Labeller):
         types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
         self._dm = TaskDataModule(task, tokenizer, max_length=max_length or task.max_length, use_token_types=types)
 
+    @property
+    def max_length(self) -> int:
+        return self._dm.max_length
+
     def probs(self, rows: Sequence[dict]) -> torch.Tensor:
         logits = predict_rows(self.model, self._dm, rows)
         if self.task.kind == "classification":
@@ -181,7 +185,8 @@ def match_labels(task: Task, theirs: Sequence, source: str) -> list[int]:
     return [norm.index(w) for w in want]
 
 
-def _bortlab_checkpoint(path: Path) -> Path:
+def bortlab_checkpoint(path: Path) -> Path:
+    """A run directory -> its checkpoints/best.ckpt (else last.ckpt); a checkpoint file as it is."""
     if path.is_dir():
         for name in ("best.ckpt", "last.ckpt"):
             if (path / "checkpoints" / name).exists():
@@ -197,7 +202,7 @@ def load_bortlab(path: Path, task: Task) -> ModelLabeller:
     from bortlab.config import register_resolvers
     from bortlab.models.build import build_model, build_tokenizer
 
-    ckpt = _bortlab_checkpoint(path)
+    ckpt = bortlab_checkpoint(path)
     run_dir = ckpt.parent.parent
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     own = (state.get("hyper_parameters") or {}).get("task")

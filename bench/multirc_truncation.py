@@ -1,5 +1,5 @@
-"""How much of MultiRC a run sees: dev F1a / EM / accuracy of a fine-tuned run, split by whether the passage
-was cut at the run's max length (the passage is truncated, never the question or answer).
+"""How much of MultiRC a run sees: dev F1a / EM / accuracy / AUC of a fine-tuned run, split by whether the
+passage fit whole in the run's max length (the passage is shortened, never the question or answer).
 
     python bench/multirc_truncation.py <run dir or .ckpt> [--data ../shared/data] [--limit N]
 
@@ -19,11 +19,15 @@ from bortlab.data.qa_metrics import multirc_scores
 from bortlab.data.tasks import get_task
 
 
-def subset_scores(idx, groups, pred, gold) -> dict:
+def subset_scores(idx, groups, pred, gold, p_true) -> dict:
+    from sklearn.metrics import roc_auc_score
+
     if not idx:
         return {"answers": 0}
     g, p, t = [groups[i] for i in idx], [pred[i] for i in idx], [gold[i] for i in idx]
     return {"answers": len(idx), **multirc_scores(g, p, t),
+            # ranking quality whatever the decision rule: 0.5 = no signal (all-true F1a is the threshold-0 point)
+            "auc": roc_auc_score(t, [p_true[i] for i in idx]) if 0 < sum(t) < len(t) else None,
             "accuracy": sum(a == b for a, b in zip(p, t)) / len(idx),
             "all_true_f1a": multirc_scores(g, [1] * len(idx), t)["f1a"],
             "true_rate": sum(t) / len(idx), "pred_true_rate": sum(p) / len(idx)}
@@ -41,15 +45,21 @@ def main() -> None:
     labeller = load_bortlab(ckpt, task)
     max_length = labeller.max_length
     rows = read_split(task.name, "dev", root=args.data)[: args.limit]
-    pred = [int(task.labels[j]) for j in labeller.probs(rows).argmax(-1).tolist()]
+    probs = labeller.probs(rows)
+    pred = [int(task.labels[j]) for j in probs.argmax(-1).tolist()]
+    p_true = probs[:, task.labels.index("1")].tolist()
     gold = [int(r["label"]) for r in rows]
     groups = [(r["passage_idx"], r["question_idx"]) for r in rows]
-    # untruncated length of the pair the model was fed (task.inputs: one (passage, question + answer) pair per row)
+    # untruncated length of the pair (task.inputs: one (passage, question + answer) pair per row): "cut" = the
+    # passage did not fit whole (data.passage_fit=cut: its end was cut; select: some sentences were left out)
     cut = [len(labeller.tokenizer(*task.inputs(r)[0])["input_ids"]) > max_length for r in rows]
-    result = {"checkpoint": str(ckpt), "max_length": max_length,
-              "all": subset_scores(list(range(len(rows))), groups, pred, gold),
-              "cut": subset_scores([i for i, c in enumerate(cut) if c], groups, pred, gold),
-              "whole": subset_scores([i for i, c in enumerate(cut) if not c], groups, pred, gold)}
+    def scores(idx):
+        return subset_scores(idx, groups, pred, gold, p_true)
+
+    result = {"checkpoint": str(ckpt), "max_length": max_length, "passage_fit": labeller.passage_fit,
+              "all": scores(list(range(len(rows)))),
+              "cut": scores([i for i, c in enumerate(cut) if c]),
+              "whole": scores([i for i, c in enumerate(cut) if not c])}
     if args.limit is None:
         (ckpt.parent / "multirc_truncation.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))

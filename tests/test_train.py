@@ -98,6 +98,7 @@ def test_multirun_over_tasks_with_wandb_offline(tmp_path):
     (["arch=tiny", "task=glue/rtee"], "Unknown task 'glue/rtee'. Known: glue/ax"),
     (["-m", "arch=tiny", "task=glue/rte,superglue/cbb"], "Unknown task 'superglue/cbb'"),
     (["arch=tiny", "task=glue/rte", "model.pooling=max"], "model.pooling='max' is not one of"),
+    (["arch=tiny", "task=glue/rte", "data.passage_fit=middle"], "data.passage_fit='middle' is not one of cut, select"),
 ])
 def test_bad_input_is_one_clear_message(tmp_path, args, expected):
     (tmp_path / "empty").mkdir()

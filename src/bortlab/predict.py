@@ -43,7 +43,8 @@ def predict_test(module, dm, out_dir: Path) -> Path | None:
     for other in all_tasks().values():
         if other.predict_with == dm.task.name:
             jobs.append((other, TaskDataModule(other, dm.tokenizer, root=dm.root, max_length=dm.max_length,
-                                               eval_batch_size=dm.eval_batch_size, use_token_types=dm.use_token_types)))
+                                               eval_batch_size=dm.eval_batch_size, use_token_types=dm.use_token_types,
+                                               passage_fit=dm.passage_fit)))
     for task, tdm in jobs:
         for split in task.test_splits:
             try:

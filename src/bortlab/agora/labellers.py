@@ -106,18 +106,23 @@ class ModelLabeller(Labeller):
     column that holds the task's label j."""
 
     def __init__(self, model, tokenizer, task: Task, columns: Sequence[int], name: str, max_length: Optional[int] = None,
-                 trained_on: Optional[str] = None):
+                 trained_on: Optional[str] = None, passage_fit: str = "cut"):
         from bortlab.data.datamodule import TaskDataModule
 
         self.model, self.tokenizer, self.task, self.name = model.eval(), tokenizer, task, name
         self.trained_on = trained_on
         self.columns = list(columns)
         types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
-        self._dm = TaskDataModule(task, tokenizer, max_length=max_length or task.max_length, use_token_types=types)
+        self._dm = TaskDataModule(task, tokenizer, max_length=max_length or task.max_length, use_token_types=types,
+                                  passage_fit=passage_fit)
 
     @property
     def max_length(self) -> int:
         return self._dm.max_length
+
+    @property
+    def passage_fit(self) -> str:
+        return self._dm.passage_fit
 
     def probs(self, rows: Sequence[dict]) -> torch.Tensor:
         logits = predict_rows(self.model, self._dm, rows)
@@ -232,7 +237,8 @@ def load_bortlab(path: Path, task: Task) -> ModelLabeller:
         raise SetupError(f"The labeller {ckpt} does not fit the model rebuilt from {cfg_path}: {str(e)[:300]}") from e
     log.info("agora labeller: %s (trained on %s)", ckpt, own)
     return ModelLabeller(model, tokenizer, task, columns, name=f"bortlab:{run_dir.name}",
-                         max_length=cfg.data.get("max_length") or cfg.task.get("max_length"), trained_on=own)
+                         max_length=cfg.data.get("max_length") or cfg.task.get("max_length"), trained_on=own,
+                         passage_fit=cfg.data.get("passage_fit", "cut"))
 
 
 def load_hf(name: str, task: Task, labels: Optional[Sequence] = None) -> ModelLabeller:

@@ -15,6 +15,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from bortlab.config import SetupError
+from bortlab.data.passage_fit import MODES as PASSAGE_FITS, fit_passages
 from bortlab.data.tasks import Task, get_task, read_split
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,7 @@ class TaskDataModule(L.LightningDataModule):
         train_split: str = "train",
         dev_splits: Optional[Sequence[str]] = None,
         test_splits: Optional[Sequence[str]] = None,
+        passage_fit: str = "cut",
     ):
         super().__init__()
         self.task = task if isinstance(task, Task) else get_task(task)
@@ -51,6 +54,13 @@ class TaskDataModule(L.LightningDataModule):
         self.train_split = train_split
         self.dev_splits = tuple(self.task.dev_splits if dev_splits is None else dev_splits)
         self.test_splits = tuple(self.task.test_splits if test_splits is None else test_splits)
+        if passage_fit not in PASSAGE_FITS:
+            raise SetupError(f"data.passage_fit={passage_fit!r} is not one of {', '.join(PASSAGE_FITS)}: cut (the passage's "
+                             "end) or select (keep the sentences that share the most words with the question)")
+        if passage_fit != "cut" and self.task.truncation != "only_first":
+            log.warning("data.passage_fit=%s has no effect on %s: it has no passage to shorten (its inputs are "
+                        "truncated %s)", passage_fit, self.task.name, self.task.truncation)
+        self.passage_fit = passage_fit
         self.rows: dict[str, list[dict]] = {}        # split -> rows as read (kept for metrics/submissions)
         self.features: dict[str, list[dict]] = {}    # split -> tokenised examples, aligned with rows
         self._resume: Optional[tuple[int, int]] = None   # (epoch, batches done) from a mid-epoch checkpoint
@@ -71,10 +81,12 @@ class TaskDataModule(L.LightningDataModule):
         key = None
         if cache_split is not None:
             key = feature_cache.cache_key(self.task, cache_split, rows, self.tokenizer, self.max_length,
-                                          self.use_token_types)
+                                          self.use_token_types, self.passage_fit)
             hit = feature_cache.load(key)
             if hit is not None:
                 return hit
+        if self.passage_fit == "select" and texts_b is not None and self.task.truncation == "only_first":
+            texts_a = fit_passages(texts_a, [b or "" for b in texts_b], self.tokenizer, self.max_length)
         enc = self.tokenizer(
             texts_a,
             [b or "" for b in texts_b] if texts_b is not None else None,

@@ -21,10 +21,11 @@ def cache_dir() -> Optional[Path]:
     return None if d in ("", "0", "off") else Path(d)
 
 
-def cache_key(task, split: str, rows, tokenizer, max_length: int, use_token_types: bool) -> str:
+def cache_key(task, split: str, rows, tokenizer, max_length: int, use_token_types: bool,
+              passage_fit: str = "cut") -> str:
     h = hashlib.sha1()
     vocab = tokenizer.get_vocab()
-    meta = [task.name, split, max_length, task.truncation, use_token_types, type(tokenizer).__name__,
+    meta = [task.name, split, max_length, task.truncation, passage_fit, use_token_types, type(tokenizer).__name__,
             len(vocab), sorted(tokenizer.special_tokens_map.items(), key=str), getattr(tokenizer, "do_lower_case", None)]
     h.update(json.dumps(meta, default=str).encode())
     h.update(hashlib.sha1(json.dumps(sorted(vocab.items())[:: max(1, len(vocab) // 2000)]).encode()).digest())

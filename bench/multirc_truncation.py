@@ -13,6 +13,8 @@ import json
 import os
 from pathlib import Path
 
+from sklearn.metrics import roc_auc_score
+
 from bortlab.agora.labellers import bortlab_checkpoint, load_bortlab
 from bortlab.data import read_split
 from bortlab.data.qa_metrics import multirc_scores
@@ -20,8 +22,6 @@ from bortlab.data.tasks import get_task
 
 
 def subset_scores(idx, groups, pred, gold, p_true) -> dict:
-    from sklearn.metrics import roc_auc_score
-
     if not idx:
         return {"answers": 0}
     g, p, t = [groups[i] for i in idx], [pred[i] for i in idx], [gold[i] for i in idx]
@@ -53,6 +53,7 @@ def main() -> None:
     # untruncated length of the pair (task.inputs: one (passage, question + answer) pair per row): "cut" = the
     # passage did not fit whole (data.passage_fit=cut: its end was cut; select: some sentences were left out)
     cut = [len(labeller.tokenizer(*task.inputs(r)[0])["input_ids"]) > max_length for r in rows]
+
     def scores(idx):
         return subset_scores(idx, groups, pred, gold, p_true)
 

@@ -35,8 +35,8 @@ def test_the_sentence_with_the_rare_question_word_is_kept_where_cutting_loses_it
     assert evidence in fitted
     cut = tokenizer.decode(tokenizer(passage, query, truncation="only_first", max_length=max_length)["input_ids"])
     assert "zanzibar" not in cut.split("[SEP]")[0]          # what `cut` would have fed the model
-    kept = split_sentences(fitted)
-    order = [split_sentences(passage).index(s) for s in kept]
+    kept, sentences = split_sentences(fitted), split_sentences(passage)
+    order = [sentences.index(s) for s in kept]
     assert order == sorted(order) and len(kept) > 1         # a subset of the passage, in the passage's order
     assert len(tokenizer(fitted, query)["input_ids"]) <= max_length
 

@@ -153,7 +153,9 @@ def test_last_ckpt_holds_the_end_of_the_epoch_when_dev_checks_do_not_divide_it(t
 
     args = ["arch=tiny", "task=glue/rte", f"data.root={DATA}", f"+output_dir={tmp_path}", "predict=false",
             "logger=none", *FAST, "trainer.limit_train_batches=5", "trainer.val_check_interval=2"]
-    load = lambda name: torch.load(tmp_path / "checkpoints" / name, map_location="cpu", weights_only=False)  # noqa: E731
+
+    def load(name):
+        return torch.load(tmp_path / "checkpoints" / name, map_location="cpu", weights_only=False)
 
     run(compose_cfg(args))
     last, best = load("last.ckpt"), load("best.ckpt")

@@ -71,7 +71,7 @@ def run(cfg: DictConfig) -> float:
         task, tokenizer, root=cfg.data.root, max_length=cfg.data.max_length or cfg.task.get("max_length"),
         batch_size=cfg.data.batch_size, eval_batch_size=cfg.data.eval_batch_size,
         group_by_length=cfg.data.group_by_length, num_workers=cfg.data.num_workers, seed=int(cfg.seed),
-        use_token_types=arch.type_vocab_size > 0, passage_fit=cfg.data.get("passage_fit", "cut"),
+        use_token_types=arch.type_vocab_size > 0, passage_fit=cfg.data.passage_fit,
     )
     module = FineTuneModule(model, task, datamodule=dm, **OmegaConf.to_container(cfg.optim, resolve=True))
     logger = build_logger(cfg, arch, out)

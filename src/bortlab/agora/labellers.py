@@ -238,7 +238,7 @@ def load_bortlab(path: Path, task: Task) -> ModelLabeller:
     log.info("agora labeller: %s (trained on %s)", ckpt, own)
     return ModelLabeller(model, tokenizer, task, columns, name=f"bortlab:{run_dir.name}",
                          max_length=cfg.data.get("max_length") or cfg.task.get("max_length"), trained_on=own,
-                         passage_fit=cfg.data.get("passage_fit", "cut"))
+                         passage_fit=cfg.data.get("passage_fit", "cut"))   # runs from before the option: cut
 
 
 def load_hf(name: str, task: Task, labels: Optional[Sequence] = None) -> ModelLabeller:

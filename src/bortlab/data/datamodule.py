@@ -56,11 +56,13 @@ class TaskDataModule(L.LightningDataModule):
         self.test_splits = tuple(self.task.test_splits if test_splits is None else test_splits)
         if passage_fit not in PASSAGE_FITS:
             raise SetupError(f"data.passage_fit={passage_fit!r} is not one of {', '.join(PASSAGE_FITS)}: cut (the passage's "
-                             "end) or select (keep the sentences that share the most words with the question)")
-        if passage_fit != "cut" and self.task.truncation != "only_first":
+                             "end) or select (keep the sentences that share the rarest words with the question)")
+        self.passage_fit = passage_fit
+        # only `only_first` tasks have a passage (the first text) to shorten; elsewhere select changes nothing
+        self._select_sentences = passage_fit == "select" and self.task.truncation == "only_first"
+        if passage_fit != "cut" and not self._select_sentences:
             log.warning("data.passage_fit=%s has no effect on %s: it has no passage to shorten (its inputs are "
                         "truncated %s)", passage_fit, self.task.name, self.task.truncation)
-        self.passage_fit = passage_fit
         self.rows: dict[str, list[dict]] = {}        # split -> rows as read (kept for metrics/submissions)
         self.features: dict[str, list[dict]] = {}    # split -> tokenised examples, aligned with rows
         self._resume: Optional[tuple[int, int]] = None   # (epoch, batches done) from a mid-epoch checkpoint
@@ -85,11 +87,13 @@ class TaskDataModule(L.LightningDataModule):
             hit = feature_cache.load(key)
             if hit is not None:
                 return hit
-        if self.passage_fit == "select" and texts_b is not None and self.task.truncation == "only_first":
-            texts_a = fit_passages(texts_a, [b or "" for b in texts_b], self.tokenizer, self.max_length)
+        if texts_b is not None:
+            texts_b = [b or "" for b in texts_b]
+            if self._select_sentences:
+                texts_a = fit_passages(texts_a, texts_b, self.tokenizer, self.max_length)
         enc = self.tokenizer(
             texts_a,
-            [b or "" for b in texts_b] if texts_b is not None else None,
+            texts_b,
             truncation=self.task.truncation if texts_b is not None else True,
             max_length=self.max_length,
             return_token_type_ids=self.use_token_types,

@@ -43,6 +43,26 @@ def test_every_config_composes():
         assert get_task(cfg.task.name).name == t
 
 
+def test_every_experiment_lands_its_settings_at_the_top_level():
+    """`# @package _global_` and the `override /group:` defaults: without them an experiment's keys would sit
+    under `experiment.` and train.py would silently run the defaults."""
+    from omegaconf import OmegaConf
+
+    experiments = sorted((CONF / "experiment").glob("*.yaml"))
+    assert {"minilm_rte", "minilm_multirc"} <= {p.stem for p in experiments}
+    for path in experiments:
+        cfg = compose_cfg([f"experiment={path.stem}"])
+        own = OmegaConf.load(path)
+        for entry in own.pop("defaults"):
+            (group, choice), = entry.items()
+            group = group.removeprefix("override /")
+            assert OmegaConf.select(cfg, f"{group}.name") == choice, (path.name, group)
+        flat = OmegaConf.to_container(own)
+        for section, values in flat.items():
+            for key, value in values.items():
+                assert OmegaConf.select(cfg, f"{section}.{key}") == value, (path.name, section, key)
+
+
 @needs_data
 def test_tiny_run_on_real_rte_writes_metrics_and_submission(tmp_path):
     from bortlab.run import run

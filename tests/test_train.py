@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from bortlab.config import register_resolvers
 
@@ -46,8 +47,6 @@ def test_every_config_composes():
 def test_every_experiment_lands_its_settings_at_the_top_level():
     """`# @package _global_` and the `override /group:` defaults: without them an experiment's keys would sit
     under `experiment.` and train.py would silently run the defaults."""
-    from omegaconf import OmegaConf
-
     experiments = sorted((CONF / "experiment").glob("*.yaml"))
     assert {"minilm_rte", "minilm_multirc"} <= {p.stem for p in experiments}
     for path in experiments:
@@ -57,10 +56,8 @@ def test_every_experiment_lands_its_settings_at_the_top_level():
             (group, choice), = entry.items()
             group = group.removeprefix("override /")
             assert OmegaConf.select(cfg, f"{group}.name") == choice, (path.name, group)
-        flat = OmegaConf.to_container(own)
-        for section, values in flat.items():
-            for key, value in values.items():
-                assert OmegaConf.select(cfg, f"{section}.{key}") == value, (path.name, section, key)
+        # every value the file sets is already in the composed config, at any depth
+        assert OmegaConf.to_container(OmegaConf.merge(cfg, own)) == OmegaConf.to_container(cfg), path.name
 
 
 @needs_data
@@ -131,8 +128,6 @@ def test_bad_input_is_one_clear_message(tmp_path, args, expected):
 
 def test_search_group_composes_as_the_issue_writes_it():
     """`search=minilm` (no +) works because conf/config.yaml lists `- search: null`."""
-    from omegaconf import OmegaConf
-
     from bortlab.search.space import SearchSpace
 
     def size(name):

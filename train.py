@@ -18,8 +18,11 @@ register_resolvers()
 def main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
 
+    import bortlab.distributed
     from bortlab.errors import USER_ERRORS
     from bortlab.run import run
+
+    bortlab.distributed.ENTRY = __file__    # what DDP workers run (sys.argv is not the job's command in sweeps)
 
     try:
         return run(cfg)

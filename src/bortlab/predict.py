@@ -25,7 +25,7 @@ def _predict_split(module, dm, split: str) -> torch.Tensor:
     device = next(module.parameters()).device
     index, logits = [], []
     with torch.inference_mode():
-        for batch in dm._loader(split, train=False):
+        for batch in dm.eval_loader(split):
             batch = {k: v.to(device) for k, v in batch.items()}
             index.append(batch["index"].cpu())
             logits.append(module(batch).float().cpu())

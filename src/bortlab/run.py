@@ -6,6 +6,7 @@ metrics, objective, architecture tuple, parameter and operation counts) into its
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -45,7 +46,9 @@ def run(cfg: DictConfig) -> float:
     from bortlab.data.tasks import get_task
     from bortlab.models.finetune import FineTuneModule
     from bortlab.tracking import build_callbacks, build_logger, finish_tracking, resolve_ckpt_path
-    from bortlab.training import AtomicCheckpointIO
+    from bortlab.training import AtomicCheckpointIO, route_lightning_logs
+
+    route_lightning_logs()
 
     if str(cfg.task.name).startswith("pretrain/"):   # distillation / MLM pre-training stage
         from bortlab.pretrain.run import run_pretrain
@@ -71,49 +74,58 @@ def run(cfg: DictConfig) -> float:
         task, tokenizer, root=cfg.data.root, max_length=cfg.data.max_length or cfg.task.get("max_length"),
         batch_size=cfg.data.batch_size, eval_batch_size=cfg.data.eval_batch_size,
         group_by_length=cfg.data.group_by_length, num_workers=cfg.data.num_workers, seed=int(cfg.seed),
-        use_token_types=arch.type_vocab_size > 0, passage_fit=cfg.data.passage_fit,
+        use_token_types=arch.uses_token_types, passage_fit=cfg.data.passage_fit,
     )
     module = FineTuneModule(model, task, datamodule=dm, **OmegaConf.to_container(cfg.optim, resolve=True))
-    logger = build_logger(cfg, arch, out)
-    callbacks, ckpt_cb = build_callbacks(cfg, task, out)
+    from bortlab.distributed import Workers, is_rank_zero, processes_to_start
+
     trainer_kw = OmegaConf.to_container(cfg.trainer, resolve=True)
-    trainer = L.Trainer(**trainer_kw, logger=logger, callbacks=callbacks, default_root_dir=str(out),
-                        plugins=[AtomicCheckpointIO()], enable_checkpointing=ckpt_cb is not None)
+    # the datamodule shards its own length-grouped batches per rank (Lightning cannot rebuild that sampler)
+    trainer_kw.setdefault("use_distributed_sampler", False)
+    workers = processes_to_start(trainer_kw)
     started = time.time()
     try:
-        # TaskDataModule carries its place in the epoch in the checkpoint and skips what was trained, so
-        # Lightning's warning about a non-resumable loader on a mid-epoch resume does not apply here
-        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
-        trainer.fit(module, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg, out))
-        best = ckpt_cb.best_model_path if ckpt_cb is not None else ""
-        # final dev metrics from the best checkpoint (selection metric), not from the last step
-        trainer.validate(module, datamodule=dm, ckpt_path=best or None, verbose=False)
-        dev = dict(module.last_metrics)
-        selection = f"val/{task.metrics[0]}"
-        if selection not in dev:
-            raise SetupError(f"No dev score {selection!r} was computed for {task.name}: is the dev split empty, "
-                             f"or trainer.limit_val_batches=0? Got {sorted(dev)}.")
-        objective = 1.0 - dev[selection]
-        submission = None
-        if cfg.get("predict", False):
-            from bortlab.predict import predict_test
+        with (Workers(workers, out) if workers else contextlib.nullcontext()):
+            logger = build_logger(cfg, arch, out)
+            callbacks, ckpt_cb = build_callbacks(cfg, task, out)
+            trainer = L.Trainer(**trainer_kw, logger=logger, callbacks=callbacks, default_root_dir=str(out),
+                                plugins=[AtomicCheckpointIO()], enable_checkpointing=ckpt_cb is not None)
+            # TaskDataModule carries its place in the epoch in the checkpoint and skips what was trained, so
+            # Lightning's warning about a non-resumable loader on a mid-epoch resume does not apply here
+            warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
+            trainer.fit(module, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg, out))
+            best = ckpt_cb.best_model_path if ckpt_cb is not None else ""
+            # final dev metrics from the best checkpoint (selection metric), not from the last step
+            trainer.validate(module, datamodule=dm, ckpt_path=best or None, verbose=False)
+            dev = dict(module.last_metrics)
+            selection = f"val/{task.metrics[0]}"
+            if selection not in dev:
+                raise SetupError(f"No dev score {selection!r} was computed for {task.name}: is the dev split empty, "
+                                 f"or trainer.limit_val_batches=0? Got {sorted(dev)}.")
+            objective = 1.0 - dev[selection]
+            if not is_rank_zero():        # under DDP, rank 0 alone predicts and writes the run's files
+                return float(objective)
+            submission = None
+            if cfg.get("predict", False):
+                from bortlab.predict import predict_test
 
-            submission = predict_test(module, dm, out / "submission")
-        result = {
-            "task": task.name, "objective": objective, "selection_metric": selection, "dev": dev,
-            "arch": arch.to_dict(), "tuple": list(arch.tuple),
-            "params": {"net": arch.num_params(), "effective": arch.num_params(non_embedding=True)},
-            "ops_per_forward_128": arch.num_ops(128), "init": cfg.model.init,
-            "steps": int(trainer.global_step), "train_seconds": round(time.time() - started, 1),
-            "best_checkpoint": best or None, "submission": str(submission) if submission else None,
-        }
-        write_json_atomic(out / "metrics.json", result)
-        log.info("%s dev: %s; objective %.4f (metrics.json in %s)", task.name,
-                 ", ".join(f"{k}={v:.4f}" for k, v in dev.items()), objective, out)
-        if logger:
-            for lg in trainer.loggers:
-                lg.log_metrics({"final/objective": objective, **{f"final/{k}": v for k, v in dev.items()}},
-                               step=trainer.global_step)
-        return float(objective)
+                submission = predict_test(module, dm, out / "submission")
+            result = {
+                "task": task.name, "objective": objective, "selection_metric": selection, "dev": dev,
+                "arch": arch.to_dict(), "tuple": list(arch.tuple),
+                "params": {"net": arch.num_params(), "effective": arch.num_params(non_embedding=True)},
+                "ops_per_forward_128": arch.num_ops(128), "init": cfg.model.init,
+                "steps": int(trainer.global_step), "train_seconds": round(time.time() - started, 1),
+                "processes": int(trainer.world_size),
+                "best_checkpoint": best or None, "submission": str(submission) if submission else None,
+            }
+            write_json_atomic(out / "metrics.json", result)
+            log.info("%s dev: %s; objective %.4f (metrics.json in %s)", task.name,
+                     ", ".join(f"{k}={v:.4f}" for k, v in dev.items()), objective, out)
+            if logger:
+                for lg in trainer.loggers:
+                    lg.log_metrics({"final/objective": objective, **{f"final/{k}": v for k, v in dev.items()}},
+                                   step=trainer.global_step)
+            return float(objective)
     finally:
         finish_tracking(cfg)

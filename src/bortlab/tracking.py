@@ -54,7 +54,10 @@ def build_logger(cfg: DictConfig, arch, out: Path):
     if kind == "csv":
         from lightning.pytorch.loggers import CSVLogger
 
-        keep_previous_csv_log(out / "csv" / "metrics.csv")
+        from bortlab.distributed import is_rank_zero
+
+        if is_rank_zero():      # under DDP only rank 0 writes the log
+            keep_previous_csv_log(out / "csv" / "metrics.csv")
         # the earlier metrics.csv was just moved aside, so Lightning's "previous log files will be deleted"
         # warning (it fires on any non-empty directory, hparams.yaml included) no longer tells the truth
         warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")

@@ -1,12 +1,28 @@
 """Lightning plumbing shared by the fine-tuning and pre-training stages."""
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from pathlib import Path
 
 from lightning.pytorch import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
+
+
+def route_lightning_logs() -> None:
+    """Lightning puts a stderr handler on its own loggers at import; under Hydra, which already logs to the
+    console and the job's .log file, every Lightning line then appeared twice. Send them through Hydra's
+    handlers only. Also silence the advice to `sync_dist` dev metrics: the module gathers every rank's
+    predictions itself, so each rank logs the same whole-dev-set values."""
+    if logging.getLogger().handlers:
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+            lg = logging.getLogger(name)
+            for h in [h for h in lg.handlers if type(h) is logging.StreamHandler]:
+                lg.removeHandler(h)
+            lg.propagate = True
+    warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\(.*sync_dist=True")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

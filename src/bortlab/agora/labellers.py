@@ -100,6 +100,14 @@ def label_rows(labeller: Labeller, task: Task, rows: Sequence[dict], threshold: 
     return kept, conf
 
 
+def _segment_types(model) -> int:
+    """How many token types the model embeds (bortlab: its Arch; transformers: its config); 2 if unknown."""
+    arch = getattr(getattr(model, "encoder", None), "arch", None)
+    if arch is not None:
+        return arch.type_vocab_size
+    return int(getattr(getattr(model, "config", None), "type_vocab_size", 2) or 0)
+
+
 # ---- a model with a tokenizer ----------------------------------------------------------------------------
 class ModelLabeller(Labeller):
     """A classifier (bortlab or transformers) with its own tokenizer; `columns[j]` = the model's output
@@ -112,7 +120,7 @@ class ModelLabeller(Labeller):
         self.model, self.tokenizer, self.task, self.name = model.eval(), tokenizer, task, name
         self.trained_on = trained_on
         self.columns = list(columns)
-        types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
+        types = "token_type_ids" in getattr(tokenizer, "model_input_names", ()) and _segment_types(model) > 1
         self._dm = TaskDataModule(task, tokenizer, max_length=max_length or task.max_length, use_token_types=types,
                                   passage_fit=passage_fit)
 

@@ -149,13 +149,14 @@ class TaskDataModule(L.LightningDataModule):
                 self.load_split(s)
 
     # ---- loaders ---------------------------------------------------------------------------------
-    def _loader(self, split: str, train: bool) -> DataLoader:
+    def _loader(self, split: str, train: bool, shard: bool = True) -> DataLoader:
         self.load_split(split)
         feats = self.features[split]
         bs = self.batch_size if train else self.eval_batch_size
+        replicas, rank = self._replicas() if shard else (1, 0)
         sampler = LengthGroupedBatchSampler(
             [_length(f) for f in feats], bs, shuffle=train, group=self.group_by_length or not train,
-            seed=self.seed, drop_last=False,
+            seed=self.seed, drop_last=False, num_replicas=replicas, rank=rank,
         )
         if train and getattr(self, "trainer", None) is not None:
             # a loader rebuilt every epoch (reload_dataloaders_every_n_epochs, Agora) must still shuffle anew
@@ -165,6 +166,19 @@ class TaskDataModule(L.LightningDataModule):
         return DataLoader(
             feats, batch_sampler=sampler, collate_fn=Collator(self.pad_id, self.task), num_workers=self.num_workers
         )
+
+    def _replicas(self) -> tuple[int, int]:
+        """(world size, this process's rank) under the attached Trainer; (1, 0) without one. The trainer is
+        built with `use_distributed_sampler=False`: this datamodule shards its own batches (Lightning cannot
+        rebuild a custom batch sampler), so each rank sees its part of every length-grouped batch."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return int(trainer.world_size), int(trainer.global_rank)
+
+    def eval_loader(self, split: str) -> DataLoader:
+        """Every row of `split` in length-sorted batches, unsharded (prediction, Agora, labellers)."""
+        return self._loader(split, train=False, shard=False)
 
     # ---- mid-epoch resume --------------------------------------------------------------------------
     # Lightning restarts a plain DataLoader at its first batch when it resumes from a mid-epoch checkpoint
@@ -207,40 +221,73 @@ def _length(f: dict) -> int:
 class LengthGroupedBatchSampler(Sampler[list[int]]):
     """Batches of similar length. Training: shuffle, cut into mega-batches of `mega` batches, sort each by
     length, split, shuffle the batches (the longest batch goes first so an out-of-memory shows at once).
-    Evaluation: one global length sort. A new permutation every epoch, reproducible from the seed."""
+    Evaluation: one global length sort. A new permutation every epoch, reproducible from the seed.
+
+    With `num_replicas` > 1 (DDP) every rank builds the same global batches of `batch_size × num_replicas`
+    rows and takes every `num_replicas`-th row of each, starting at its `rank`: per epoch the ranks together
+    see each row once, the same rows as one process. Training gives every rank the same number of batches
+    (a last global batch too small to share goes into the one before it); evaluation shards may differ by
+    one batch, and the shorter ones repeat their last batch (scores are gathered by row index, so a repeat
+    never counts twice)."""
 
     def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool, group: bool = True,
-                 seed: int = 0, mega: int = 50, drop_last: bool = False):
+                 seed: int = 0, mega: int = 50, drop_last: bool = False, num_replicas: int = 1, rank: int = 0):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is not in [0, num_replicas={num_replicas})")
         self.lengths, self.batch_size, self.shuffle, self.group = list(lengths), batch_size, shuffle, group
         self.seed, self.mega, self.drop_last, self.epoch = seed, mega, drop_last, 0
+        self.num_replicas, self.rank = num_replicas, rank
         self.skip = 0         # batches to leave out of the next iteration only (a mid-epoch resume)
 
     def __len__(self) -> int:
-        n = len(self.lengths)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        n, r = len(self.lengths), self.num_replicas
+        if not self.shuffle and r > 1:                      # evaluation: whole batches dealt round the ranks
+            return -(-(-(-n // self.batch_size)) // r)
+        size = self.batch_size * r
+        if self.drop_last:
+            return n // size
+        batches = -(-n // size)
+        if r > 1 and batches > 1 and n - (batches - 1) * size < r:
+            batches -= 1                                     # merged into the one before it
+        return batches
 
-    def __iter__(self) -> Iterator[list[int]]:
-        rng = random.Random(self.seed + self.epoch)
-        self.epoch += 1
+    def _global_batches(self, rng: random.Random) -> list[list[int]]:
+        size = self.batch_size * self.num_replicas
         idx = list(range(len(self.lengths)))
         if self.shuffle:
             rng.shuffle(idx)
         if self.group and self.shuffle:
-            size = self.mega * self.batch_size
-            idx = [i for s in range(0, len(idx), size)
-                   for i in sorted(idx[s : s + size], key=self.lengths.__getitem__, reverse=True)]
+            mega = self.mega * size
+            idx = [i for s in range(0, len(idx), mega)
+                   for i in sorted(idx[s : s + mega], key=self.lengths.__getitem__, reverse=True)]
         elif self.group:
             idx.sort(key=self.lengths.__getitem__, reverse=True)
-        batches = [idx[s : s + self.batch_size] for s in range(0, len(idx), self.batch_size)]
-        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+        if not self.shuffle and self.num_replicas > 1:   # evaluation: whole batches go round the ranks
+            size = self.batch_size
+        batches = [idx[s : s + size] for s in range(0, len(idx), size)]
+        if self.drop_last and batches and len(batches[-1]) < size:
             batches.pop()
+        if self.shuffle and self.num_replicas > 1 and len(batches) > 1 and len(batches[-1]) < self.num_replicas:
+            batches[-2].extend(batches.pop())              # too few rows to give every rank one
         if self.shuffle and self.group and len(batches) > 1:
             longest = max(range(len(batches)), key=lambda b: self.lengths[batches[b][0]])
             first = batches.pop(longest)
             rng.shuffle(batches)
             batches.insert(0, first)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = random.Random(self.seed + self.epoch)
+        self.epoch += 1
+        batches = self._global_batches(rng)
+        if self.num_replicas > 1 and self.shuffle:
+            batches = [b[self.rank :: self.num_replicas] for b in batches]
+        elif self.num_replicas > 1:
+            mine = batches[self.rank :: self.num_replicas]
+            per_rank = -(-len(batches) // self.num_replicas)
+            batches = mine + mine[-1:] * (per_rank - len(mine)) if mine else batches[:1] * per_rank
         skip, self.skip = self.skip, 0
         if 0 < skip < len(batches):       # an end-of-epoch checkpoint (skip == all) starts the next epoch whole
             log.info("resuming mid-epoch: epoch %d continues after the %d batches its checkpoint had trained",

@@ -58,6 +58,12 @@ class Arch:
         return self.head_dim if self.head_dim is not None else self.hidden // self.heads
 
     @property
+    def uses_token_types(self) -> bool:
+        """Whether inputs should carry segment ids: only with two or more types. Bort and RoBERTa keep one
+        all-zero type, so a pair's second segment (id 1, as WordPiece tokenizers emit) has no row to look up."""
+        return self.type_vocab_size > 1
+
+    @property
     def attn_width(self) -> int:
         """Width of the concatenated heads (A * head_dim); equals hidden for BERT-shaped tuples."""
         return self.heads * self.dim_head

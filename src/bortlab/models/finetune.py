@@ -72,26 +72,47 @@ class FineTuneModule(L.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         logits = self(batch)
-        if "labels" in batch:
-            self.log("val/loss", self.loss(logits, batch["labels"]), batch_size=logits.shape[0],
-                     add_dataloader_idx=False) if dataloader_idx == 0 else None
-        self._outputs.setdefault(dataloader_idx, []).append((batch["index"].cpu(), logits.detach().float().cpu()))
+        self._outputs.setdefault(dataloader_idx, []).append(
+            (batch["index"].cpu(), logits.detach().float().cpu(), batch["labels"].cpu() if "labels" in batch else None))
+
+    def _gathered(self) -> dict[int, list]:
+        """This process's outputs, or under DDP every rank's (each rank scored its shard of the dev set)."""
+        if self.trainer is None or self.trainer.world_size <= 1:
+            return self._outputs
+        import torch.distributed as dist
+
+        every = [None] * self.trainer.world_size
+        dist.all_gather_object(every, self._outputs)
+        merged: dict[int, list] = {}
+        for outs in every:
+            for k, batches in outs.items():
+                merged.setdefault(k, []).extend(batches)
+        return merged
 
     def on_validation_epoch_end(self) -> None:
         from bortlab.data.scoring import score
 
-        splits = self.dm.dev_splits if self.dm is not None else self.task.dev_splits
+        dm = self._datamodule()
+        splits = dm.dev_splits if dm is not None else self.task.dev_splits
         metrics = {}
-        for k, outs in sorted(self._outputs.items()):
+        for k, outs in sorted(self._gathered().items()):
             split = splits[k]
-            index, logits = _in_order(outs)
-            rows = [self.dm.rows[split][i] for i in index.tolist()] if self.dm is not None else None
+            index, logits, labels = _in_order(outs)
+            if k == 0 and labels is not None:
+                metrics["val/loss"] = float(self.loss(logits, labels))
+            rows = [dm.rows[split][i] for i in index.tolist()] if dm is not None else None
             for name, value in score(self.task, logits, rows).items():
                 key = f"val/{name}" if k == 0 else f"val_{split}/{name}"
                 metrics[key] = float(value)
         if metrics:
-            self.log_dict(metrics, prog_bar=True, sync_dist=True)
+            # every rank holds the same (gathered) values, so no further reduction is needed
+            self.log_dict(metrics, prog_bar=True, sync_dist=False, rank_zero_only=False)
             self.last_metrics = metrics
+
+    def _datamodule(self):
+        """The rows behind the dev scores: the datamodule the Trainer runs with, else the one given."""
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        return dm if dm is not None else self.dm
 
     # ---- optimisation ------------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -103,10 +124,16 @@ class FineTuneModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def _in_order(outs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Concatenate per-batch (row index, logits) and sort by row index: batches were sorted by length, and
-    with `limit_val_batches` only some rows were seen."""
-    index = torch.cat([i for i, _ in outs])
-    logits = torch.cat([l for _, l in outs])
-    order = index.argsort()
-    return index[order], logits[order]
+def _in_order(outs: list[tuple]) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """Concatenate per-batch (row index, logits, labels) and sort by row index, once per row: batches were
+    sorted by length, with `limit_val_batches` only some rows were seen, and a DDP rank whose shard was one
+    batch short repeated its last one."""
+    index = torch.cat([o[0] for o in outs])
+    logits = torch.cat([o[1] for o in outs])
+    labels = None if any(o[2] is None for o in outs) else torch.cat([o[2] for o in outs])
+    order = index.argsort(stable=True)
+    index, logits = index[order], logits[order]
+    labels = labels[order] if labels is not None else None
+    first = torch.ones_like(index, dtype=torch.bool)
+    first[1:] = index[1:] != index[:-1]
+    return index[first], logits[first], (labels[first] if labels is not None else None)

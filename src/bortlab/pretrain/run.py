@@ -129,7 +129,9 @@ def run_pretrain(cfg: DictConfig) -> float:
     from bortlab.pretrain.report import LossHistory, plot_curve
     from bortlab.run import output_dir, write_json_atomic
     from bortlab.tracking import build_logger, finish_tracking, resolve_ckpt_path
-    from bortlab.training import AtomicCheckpointIO, LastCheckpoint
+    from bortlab.training import AtomicCheckpointIO, LastCheckpoint, route_lightning_logs
+
+    route_lightning_logs()
 
     t = cfg.task
     L.seed_everything(int(cfg.seed), workers=True)

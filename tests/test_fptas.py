@@ -151,7 +151,7 @@ def test_bad_inputs_raise_clear_errors():
         search(BORT[:4], lambda pairs: ["oops"] * len(pairs), 0.2)
     with pytest.raises(SearchError, match="returned None"):
         search(BORT[:4], lambda pairs: [None] * len(pairs), 0.2)
-    with pytest.raises(SearchError, match="must be > 0"):
+    with pytest.raises(SearchError, match="an error is >= 0"):
         search(BORT[:4], lambda pairs: [-0.1] * len(pairs), 0.2)
     with pytest.raises(SearchError, match="returned 1 values for a batch of"):
         search(BORT[:8], lambda pairs: [0.3], 0.2)
@@ -161,6 +161,14 @@ def test_bad_inputs_raise_clear_errors():
         search(BORT[:4], lambda pairs: [0.3] * len(pairs), 0.2, params=lambda a: 0)
     with pytest.raises(SearchError, match="representative rule"):
         search(BORT[:4], lambda pairs: [0.3] * len(pairs), 0.2, representative="best")
+
+
+def test_a_perfect_score_is_recorded_and_wins_instead_of_aborting():
+    """An error of 0 (a candidate that got every dev example right) used to abort the whole search."""
+    perfect = BORT[5]
+    r = search(BORT, lambda pairs: [0.0 if a == perfect else 0.3 for a, _ in pairs], 1e-9)
+    row = next(c for c in r.table if c.arch == perfect)
+    assert row.e == 0.0 and row.W == math.inf and r.best == perfect and r.best_error == 0.0
 
 
 def test_front_is_non_dominated_and_contains_the_best_error():

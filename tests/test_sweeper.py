@@ -152,6 +152,40 @@ def test_bad_input_gives_a_clear_error(tmp_path, args, message):
     assert __import__("re").search(message, log), log
 
 
+def test_a_perfect_score_is_recorded_not_fatal(tmp_path):
+    proc, log = run_toy(tmp_path, "search=tiny", "hydra.sweeper.epsilon=0.01", "perfect_if='depth == 3 and intermediate == 128'")
+    assert proc.returncode == 0, log
+    rows = list(csv.DictReader(open(tmp_path / "sweep" / "candidates.csv")))
+    perfect = [r for r in rows if r["e"] not in ("", None) and float(r["e"]) == 0.0]
+    assert perfect, log
+    best = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+    assert best["best_params"]["arch.depth"] == "3" and best["best_params"]["arch.intermediate"] == "128", best
+
+
+@pytest.mark.parametrize("args, message", [
+    (["hydra.sweeper.epsilon=0"], "epsilon must be a positive finite number"),
+    (["hydra.sweeper.epsilon=-1"], "epsilon must be a positive finite number"),
+    (["arch.heads=3"], "search space is empty"),
+])
+def test_bad_sweeps_exit_2_with_one_paragraph_and_no_traceback(tmp_path, args, message):
+    proc, log = run_toy(tmp_path, "search=tiny", *args)
+    assert proc.returncode == 2 and message in log and "Traceback" not in log, log
+    assert not calls(tmp_path)          # found before any job was launched
+
+
+def test_a_rerun_with_other_settings_refuses_to_reuse_the_evaluations(tmp_path):
+    proc, log = run_toy(tmp_path, "search=tiny", "hydra.sweeper.epsilon=1.0", "hydra.sweeper.steps=50")
+    assert proc.returncode == 0, log
+    n = len(calls(tmp_path))
+    proc, log = run_toy(tmp_path, "search=tiny", "hydra.sweeper.epsilon=1.0", "hydra.sweeper.steps=60")
+    assert proc.returncode == 2 and "other settings (steps: 50 then, 60 now)" in log and "Traceback" not in log, log
+    proc, log = run_toy(tmp_path, "search=tiny", "hydra.sweeper.epsilon=1.0", "hydra.sweeper.steps=50", "optim.lr=3e-4")
+    assert proc.returncode == 2 and "overrides: now optim.lr=0.0003)" in log, log
+    assert len(calls(tmp_path)) == n     # nothing was trained by the refused runs
+    proc, log = run_toy(tmp_path, "search=tiny", "hydra.sweeper.epsilon=1.0", "hydra.sweeper.steps=50")
+    assert proc.returncode == 0 and "(0 launched now)" in log and len(calls(tmp_path)) == n, log
+
+
 def test_no_space_is_a_clear_error(tmp_path):
     proc, log = run_toy(tmp_path)
     assert proc.returncode != 0 and "has no search space" in log

@@ -39,6 +39,16 @@ def write_json_atomic(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def check_task(task) -> None:
+    """A task a job can train on: diagnostic sets (AX, AX-b, AX-g) have no training data."""
+    if task.predict_with:
+        from bortlab.data.tasks import TaskError
+
+        raise TaskError(f"{task.name} is a diagnostic set with no training data: the leaderboard scores it with "
+                        f"the {task.predict_with} model. Run task={task.predict_with} (with predict=true); its run "
+                        f"writes the {task.name} predictions too.")
+
+
 def run(cfg: DictConfig) -> float:
     import lightning as L
 
@@ -56,12 +66,7 @@ def run(cfg: DictConfig) -> float:
         return run_pretrain(cfg)
     arch_from_cfg(cfg)                      # a bad tuple fails here, before any loading
     task = get_task(cfg.task.name)
-    if task.predict_with:
-        from bortlab.data.tasks import TaskError
-
-        raise TaskError(f"{task.name} is a diagnostic set with no training data: the leaderboard scores it with "
-                        f"the {task.predict_with} model. Run task={task.predict_with} (with predict=true); its run "
-                        f"writes the {task.name} predictions too.")
+    check_task(task)
     L.seed_everything(int(cfg.seed), workers=True)
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)

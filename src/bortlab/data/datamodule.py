@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from bortlab.config import SetupError
+from bortlab.data.io import DataError
 from bortlab.data.passage_fit import MODES as PASSAGE_FITS, fit_passages
 from bortlab.data.tasks import Task, get_task, read_split
 
@@ -72,6 +73,7 @@ class TaskDataModule(L.LightningDataModule):
         if split in self.features:
             return
         rows = read_split(self.task, split, root=self.root)
+        require_rows(self.task, split, rows)
         self.rows[split] = rows
         # only official splits are cached: rows added at run time (Agora) change every round
         self.features[split] = self.encode_rows(rows, cache_split=split)
@@ -211,6 +213,15 @@ class TaskDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> list[DataLoader]:
         return self.test_dataloader()
+
+
+def require_rows(task: Task, split: str, rows: Sequence[dict]) -> None:
+    """A split that is present but empty (a header-only file) must not train 0 steps and report a score."""
+    if not rows:
+        raise DataError(
+            f"The {task.name} {split} split has no rows (a file with only its header?). Point data.root at the "
+            f"complete release files of {task.name}, or move the empty file away so that the task is read from "
+            "the hub with datasets.load_dataset.")
 
 
 def _length(f: dict) -> int:

@@ -63,7 +63,9 @@ def build_tokenizer(cfg: DictConfig):
         )
     raise SetupError(
         "No tokenizer could be loaded. Tried: " + "; ".join(errors) +
-        ". Pass model.tokenizer=<hub id or local dir with a tokenizer>, e.g. the directory of a local checkpoint."
+        ". Pass model.tokenizer=<hub id or local dir with a tokenizer> (e.g. the directory of a local copy of the "
+        "checkpoint, which model.pretrained / model.source can then point at too), or train from random weights "
+        "with model.init=scratch."
     )
 
 
@@ -72,10 +74,11 @@ def arch_from_cfg(cfg: DictConfig) -> Arch:
     return Arch.from_dict(node)
 
 
-def build_model(cfg: DictConfig, task, tokenizer):
-    """Encoder + head for `task`; returns (model, arch actually built)."""
+def build_encoder(cfg: DictConfig, tokenizer=None, check_shape: bool = True):
+    """The encoder per `model.init` (module docstring). `check_shape=False` returns a pretrained checkpoint
+    whatever its shape (the sweep pre-flight compares every candidate with it); `tokenizer` is checked
+    against the vocabulary when given (scratch runs need it: their vocabulary follows the tokenizer)."""
     from bortlab.models.encoder import Encoder
-    from bortlab.models.heads import POOLINGS, MultipleChoice, SequenceClassifier
     from bortlab.models.hf import check_vocab, load_pretrained
     from bortlab.models.mlm import resolve_checkpoint
 
@@ -98,13 +101,14 @@ def build_model(cfg: DictConfig, task, tokenizer):
                 "train this architecture from random weights."
             ) from e
         got = encoder.arch
-        if got.tuple != asked.tuple:
+        if check_shape and got.tuple != asked.tuple:
             raise SetupError(
                 f"The checkpoint {m.pretrained} has shape {got} but arch asks for {asked}. Use the arch preset "
                 "that matches the checkpoint, model.init=extract to inherit its weights into the smaller shape, "
                 "or model.init=scratch."
             )
-        check_vocab(encoder, tokenizer, checkpoint=str(m.pretrained))
+        if tokenizer is not None:
+            check_vocab(encoder, tokenizer, checkpoint=str(m.pretrained))
     elif m.init == "scratch":
         overrides = {"vocab_size": len(tokenizer)}
         if tokenizer.pad_token_id is not None:
@@ -115,11 +119,27 @@ def build_model(cfg: DictConfig, task, tokenizer):
             log.info("scratch init: vocabulary size %d follows the tokenizer (arch preset said %d)",
                      overrides["vocab_size"], asked.vocab_size)
         encoder = Encoder(asked.replace(**overrides))
-    else:
-        from bortlab.models.extract import extract_from_checkpoint
+    elif m.init == "extract":
+        from bortlab.models.extract import _source, extract_from_checkpoint
 
-        encoder = extract_from_checkpoint(str(m.get("source") or m.pretrained), asked, cfg=m)
-        check_vocab(encoder, tokenizer, checkpoint=str(m.get("source") or m.pretrained))
+        source = str(m.get("source") or m.pretrained)
+        if not check_shape:
+            return _source(source, with_head=False)
+        encoder = extract_from_checkpoint(source, asked, cfg=m)
+        if tokenizer is not None:
+            check_vocab(encoder, tokenizer, checkpoint=source)
+    else:
+        raise SetupError(f"model.init={m.init!r} is not one of {INITS}.")
+    return encoder
+
+
+def build_model(cfg: DictConfig, task, tokenizer):
+    """Encoder + head for `task`; returns (model, arch actually built)."""
+    from bortlab.models.heads import POOLINGS, MultipleChoice, SequenceClassifier
+
+    m = cfg.model
+    dropout = m.get("dropout")
+    encoder = build_encoder(cfg, tokenizer)
     pooling = str(m.get("pooling") or "cls")
     if pooling not in POOLINGS:
         raise SetupError(f"model.pooling={pooling!r} is not one of {POOLINGS}: use model.pooling=cls (BERT's "

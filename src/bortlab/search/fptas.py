@@ -86,7 +86,10 @@ class SearchResult:
 
 
 def w_coefficient(p: float, i: float, e: float, p_T: float, i_T: float) -> float:
-    return (p_T - p) * (i_T - i) / (p_T * i_T * e)
+    saving = (p_T - p) * (i_T - i)
+    if e == 0:      # a perfect dev score: better than any finite W, unless it saves nothing at all
+        return math.inf if saving > 0 else 0.0
+    return saving / (p_T * i_T * e)
 
 
 def cell_of(p: float, i: float, epsilon: float) -> tuple[int, int]:
@@ -156,8 +159,7 @@ def search(
 ) -> SearchResult:
     """Run the FPTAS. `done` maps (arch, theta_key) to errors already measured (resume): those pairs are
     not evaluated again. `on_batch(table)` is called after every batch (e.g. to write candidates.csv)."""
-    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not epsilon > 0 or not math.isfinite(epsilon):
-        raise SearchError(f"epsilon must be a positive finite number (e.g. 0.2), got {epsilon!r}; epsilon -> 0 is exhaustive search.")
+    check_epsilon(epsilon)
     if not 0.0 <= max_failure_rate <= 1.0:
         raise SearchError(f"max_failure_rate must lie in [0, 1], got {max_failure_rate!r}.")
     if max_batch_size is not None and max_batch_size < 1:
@@ -244,8 +246,15 @@ def search(
     )
 
 
+def check_epsilon(epsilon: Any) -> None:
+    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not epsilon > 0 or not math.isfinite(epsilon):
+        raise SearchError(f"epsilon must be a positive finite number (e.g. hydra.sweeper.epsilon=0.2), got {epsilon!r}; "
+                          "epsilon -> 0 is exhaustive search.")
+
+
 def as_error(value: Any, what: str) -> float:
-    """A job's return value as an error: a positive number; NaN or inf (diverged / failed) -> inf."""
+    """A job's return value as an error: a number >= 0; NaN or inf (diverged / failed) -> inf. An error of 0
+    (a perfect dev score) is recorded; its W is infinite."""
     if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
         value = value.item()  # 0-d torch / numpy scalar
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -256,10 +265,10 @@ def as_error(value: Any, what: str) -> float:
     value = float(value)
     if math.isnan(value) or value == math.inf:
         return math.inf
-    if value <= 0:
+    if value < 0:
         raise SearchError(
-            f"The evaluation of {what} returned error {value!r}; the W-coefficient divides by the error, so it must "
-            "be > 0. Use an error (1 - metric, or a loss), not a score, and a dev set large enough not to saturate."
+            f"The evaluation of {what} returned error {value!r}; an error is >= 0 (lower is better). Use an error "
+            "(1 - metric, or a loss), not a score."
         )
     return value
 

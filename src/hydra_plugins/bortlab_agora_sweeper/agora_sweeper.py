@@ -47,7 +47,9 @@ class AgoraSweeper(Sweeper):
         for o in parsed:
             if o.is_sweep_override():
                 if not o.is_discrete_sweep():
-                    raise ValueError(f"hydra/sweeper=agora enumerates Θ from discrete values; {o.input_line!r} is "
+                    from bortlab.config import SetupError
+
+                    raise SetupError(f"hydra/sweeper=agora enumerates Θ from discrete values; {o.input_line!r} is "
                                      f"not one. Use a,b,c or range(start,stop,step).")
                 axes.append([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
             else:
@@ -55,10 +57,24 @@ class AgoraSweeper(Sweeper):
         return fixed, [list(c) for c in itertools.product(*axes)] if axes else [[]]
 
     def sweep(self, arguments: List[str]):
+        """The Θ loop; bad input ends it with one paragraph and exit code 2 instead of a traceback."""
+        import sys
+
+        from bortlab.errors import USER_ERRORS
+
+        try:
+            return self._sweep(arguments)
+        except USER_ERRORS as e:
+            log.error("agora: %s: %s", type(e).__name__, e)
+            sys.exit(2)
+
+    def _sweep(self, arguments: List[str]):
         from bortlab.agora.theta import Job, theta_loop
         from bortlab.config import SetupError
 
         fixed, thetas = self._thetas(arguments)
+        if not any(o.lstrip("+").startswith("predict=") for o in fixed):
+            fixed.append("++predict=false")     # Θ jobs are ranked on dev; predicting test took most of a job
         if OmegaConf.select(self.config, "agora", default=None) is None:
             raise SetupError("hydra/sweeper=agora runs Agora's Θ loop: add callbacks=agora (and its labeller, "
                              "agora.labeller.path=...) to the command line.")

@@ -51,7 +51,9 @@ class FPTASSweeper(Sweeper):
     def __init__(self, epsilon: float, steps: Optional[int], steps_key: str, thetas: List[Any],
                  max_batch_size: Optional[int], max_failure_rate: float, space: Any, space_key: str,
                  arch_key: str, source: Any, representative: str, fold: List[str], cost: Any,
-                 params: Dict[str, str], plot: bool, wandb: bool, wandb_project: str) -> None:
+                 params: Dict[str, str], plot: bool, wandb: bool, wandb_project: str,
+                 job_defaults: Optional[Dict[str, Any]] = None, init_key: Optional[str] = None,
+                 preflight: Optional[str] = None) -> None:
         self.epsilon, self.steps, self.steps_key = epsilon, steps, steps_key
         self.thetas = [dict(_plain(t)) for t in (_plain(thetas) or [])]
         self.max_batch_size, self.max_failure_rate = max_batch_size, max_failure_rate
@@ -59,6 +61,7 @@ class FPTASSweeper(Sweeper):
         self.source, self.representative, self.fold = _plain(source), representative, list(fold)
         self.cost_cfg, self.params = dict(_plain(cost) or {}), dict(_plain(params) or {})
         self.plot, self.use_wandb, self.wandb_project = plot, wandb, wandb_project
+        self.job_defaults, self.init_key, self.preflight = dict(_plain(job_defaults) or {}), init_key, preflight
         self.hydra_context: Optional[HydraContext] = None
         self.config: Optional[DictConfig] = None
         self.launcher = None
@@ -168,10 +171,68 @@ class FPTASSweeper(Sweeper):
 
     # ---- the sweep ------------------------------------------------------------------------------------
     def sweep(self, arguments: List[str]) -> Any:
+        """The search; bad input (a space, ε, weights or data that cannot work) ends it with one paragraph and
+        exit code 2, before any job is launched where it can be known then."""
+        import sys
+
+        from bortlab.errors import USER_ERRORS
+        from bortlab.search import SearchError
+
+        try:
+            return self._sweep(arguments)
+        except (SearchError, *USER_ERRORS) as e:
+            log.error("FPTAS: %s: %s", type(e).__name__, e)
+            sys.exit(2)
+
+    def _defaults(self, fixed: Dict[str, str]) -> List[str]:
+        """Overrides every job gets unless the command line set the key (job_defaults, model.init=extract)."""
+        out = [f"++{k}={render(v)}" for k, v in self.job_defaults.items() if k not in fixed]
+        if self.init_key and self.init_key not in fixed and OmegaConf.select(self.config, self.init_key) == "pretrained":
+            source = OmegaConf.select(self.config, "model.pretrained", default=None)
+            log.info("FPTAS: candidates inherit the weights of %s (%s=extract); pass %s=scratch to train them "
+                     "from random weights", source, self.init_key, self.init_key)
+            out.append(f"{self.init_key}=extract")
+        return out
+
+    def _check_settings(self, sweep_dir: Path, settings: dict, done: dict) -> None:
+        """A sweep dir's evaluations were made with certain job settings; a re-run with others must not reuse
+        them as if they were its own."""
+        import json
+
+        path = sweep_dir / "sweep_settings.json"
+        if path.exists():
+            old = json.loads(path.read_text())
+            changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+            if changed and done:
+                from bortlab.search import SearchError
+
+                def differ(k):
+                    then, now = old.get(k), settings.get(k)
+                    if isinstance(then, list) and isinstance(now, list):
+                        gone, new = [o for o in then if o not in now], [o for o in now if o not in then]
+                        return f"{k}: " + ", ".join([f"then {' '.join(gone)}"] * bool(gone) + [f"now {' '.join(new)}"] * bool(new))
+                    return f"{k}: {then!r} then, {now!r} now"
+
+                diff = "; ".join(differ(k) for k in changed)
+                raise SearchError(
+                    f"The sweep dir {sweep_dir} holds {len(done)} evaluations made with other settings ({diff}). "
+                    "Its errors cannot be compared with this run's. Give this sweep its own directory "
+                    "(hydra.sweep.dir=<new dir>), or re-run with the settings above to resume the old one.")
+        elif done:
+            log.warning("FPTAS: %s has evaluations but no sweep_settings.json (an older bortlab); resuming "
+                        "from them as made with this run's settings", sweep_dir)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)
+
+    def _sweep(self, arguments: List[str]) -> Any:
         from bortlab.search import CostModel, search
         from bortlab.search.report import read_done, write_candidates_csv
 
+        from bortlab.search.fptas import check_epsilon
+
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        check_epsilon(self.epsilon)
         fixed, grid, arch_choices, theta_dims = self._parse(arguments)
         archs, space = self._candidates(fixed, grid, arch_choices)
         thetas = self._thetas(theta_dims)
@@ -180,13 +241,18 @@ class FPTASSweeper(Sweeper):
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         csv_path = sweep_dir / "candidates.csv"
         done = read_done(csv_path)
+        defaults = self._defaults(fixed)
+        # what an evaluation depends on besides (arch, θ): θ are columns of candidates.csv of their own
+        self._check_settings(sweep_dir, {"overrides": sorted(fixed.values()) + defaults, "steps": self.steps,
+                                         "steps_key": self.steps_key}, done)
         if done:
             log.info("FPTAS: resuming from %s (%d evaluations on record)", csv_path, len(done))
         # job numbers continue after the existing job dirs, so a resumed sweep never overwrites them
         self.job_idx = 1 + max((int(p.name) for p in sweep_dir.iterdir() if p.name.isdigit()), default=-1)
 
         def candidate_overrides(arch, theta) -> List[str]:
-            out = [f"{self.arch_key}={archs[arch]}"] if archs[arch] is not None else []
+            out = list(defaults)
+            out += [f"{self.arch_key}={archs[arch]}"] if archs[arch] is not None else []
             out += [f"{k}={render(v)}" for k, v in space.overrides(arch, prefix=self.arch_key + ".").items()]
             out += [f"{k}={render(v)}" for k, v in theta.items()]
             if self.steps is not None:
@@ -197,6 +263,13 @@ class FPTASSweeper(Sweeper):
         # a plain override of a key the sweeper sets per job would clash with it: the sweeper's value wins
         owned = {o.split("=", 1)[0].lstrip("+~") for t in thetas for o in candidate_overrides(next(iter(archs)), t)}
         fixed_list = [v for k, v in fixed.items() if k.lstrip("+~") not in owned]
+        if self.preflight:   # everything that would fail in every job, found once before any is launched
+            from hydra.utils import get_method
+
+            first = next(iter(archs))
+            job_cfg = self.hydra_context.config_loader.load_sweep_config(
+                self.config, fixed_list + candidate_overrides(first, thetas[0]))
+            get_method(self.preflight)(job_cfg, list(archs))
 
         def evaluate(pairs):
             batch = [fixed_list + candidate_overrides(arch, theta) for arch, theta in pairs]
@@ -242,7 +315,8 @@ class FPTASSweeper(Sweeper):
         from bortlab.search.report import plot_pareto, results_dict, write_results_yaml
 
         def overrides(arch, theta):  # what reproduces a solution on top of the sweep's own command line
-            return dict(o.split("=", 1) for o in candidate_overrides(arch, theta))
+            plain = (o.split("=", 1) for o in candidate_overrides(arch, theta))
+            return {k: v for k, v in plain if k.lstrip("+") not in self.job_defaults}   # not predict=false
 
         results = results_dict(result, overrides, extra={"cost_model": cost.describe()})
         write_results_yaml(sweep_dir / "optimization_results.yaml", results)

@@ -8,6 +8,7 @@ length too; every batch carries the row indices so predictions are put back in f
 from __future__ import annotations
 
 import logging
+import math
 import random
 from typing import Iterator, Optional, Sequence
 
@@ -255,7 +256,7 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         n, r = len(self.lengths), self.num_replicas
         if not self.shuffle and r > 1:                      # evaluation: whole batches dealt round the ranks
-            return -(-(-(-n // self.batch_size)) // r)
+            return math.ceil(math.ceil(n / self.batch_size) / r)
         size = self.batch_size * r
         if self.drop_last:
             return n // size

@@ -35,6 +35,32 @@ def main(cfg: DictConfig) -> float:
         sys.exit(2)
 
 
+GROUPS = ("task", "arch", "search", "experiment", "logger", "trainer", "callbacks", "optim")
+
+
+def check_output_dir(argv: list[str]) -> None:
+    """Hydra creates the run (or sweep) directory before any bortlab code runs, and a directory it cannot
+    create ends in its traceback: check the nearest existing parent first."""
+    import os
+    from pathlib import Path
+
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    target = next((a.split("=", 1)[1] for a in argv if a.startswith(key + "=")), "multirun" if multirun else "outputs")
+    target = target.split("$", 1)[0].strip("'\"") or "."    # the part before any ${...} interpolation
+    path = Path(target).expanduser().absolute()
+    try:    # create what Hydra would (the part before any interpolation), to learn whether it can be
+        path.mkdir(parents=True, exist_ok=True)
+        writable = os.access(path, os.W_OK | os.X_OK)
+        why = "it is not writable"
+    except OSError as e:
+        writable, why = False, e.strerror or str(e)
+    if not writable:
+        print(f"Cannot write the run directory {target} ({why}). Pass {key}=<a directory you can write>, "
+              "or run from a writable working directory.", file=sys.stderr)
+        sys.exit(2)
+
+
 def check_group_choices(argv: list[str], conf: str = "conf") -> None:
     """Hydra's own error for `task=glue/foo` is "Could not find 'task/glue/foo'" with no list of what exists;
     name the known options (and the fix) before Hydra gets there."""
@@ -43,7 +69,7 @@ def check_group_choices(argv: list[str], conf: str = "conf") -> None:
     root = Path(__file__).resolve().parent / conf
     for arg in argv:
         key, sep, value = arg.lstrip("+").partition("=")
-        if not sep or key not in ("task", "arch", "search", "experiment") or "(" in value:   # choice(...), glob(...)
+        if not sep or key not in GROUPS or "(" in value:   # choice(...), glob(...)
             continue
         known = sorted(str(p.relative_to(root / key).with_suffix("")) for p in (root / key).rglob("*.yaml"))
         for choice in value.split(","):     # a multirun sweeps several
@@ -55,4 +81,5 @@ def check_group_choices(argv: list[str], conf: str = "conf") -> None:
 
 if __name__ == "__main__":
     check_group_choices(sys.argv[1:])
+    check_output_dir(sys.argv[1:])
     main()

@@ -81,7 +81,6 @@ def check_jobs(cfg: DictConfig, archs: Sequence[Arch]) -> None:
     check_task(task)
     for split in ("train", *task.dev_splits):
         require_rows(task, split, read_split(task, split, root=cfg.data.root))
-    tokenizer = build_tokenizer(cfg)
-    build_model(cfg, task, tokenizer)
     check_candidates(cfg, archs)
+    build_model(cfg, task, build_tokenizer(cfg))
     log.info("pre-flight: %s data, tokenizer and weights are in place for all %d candidates", task.name, len(archs))

@@ -60,6 +60,9 @@ def run(cfg: DictConfig) -> float:
 
     route_lightning_logs()
 
+    from bortlab.checks import check_config, check_max_length
+
+    check_config(cfg)
     if str(cfg.task.name).startswith("pretrain/"):   # distillation / MLM pre-training stage
         from bortlab.pretrain.run import run_pretrain
 
@@ -75,8 +78,10 @@ def run(cfg: DictConfig) -> float:
     log.info("task %s, arch %s: %.2fM parameters (%.2fM effective)", task.name, arch,
              arch.num_params() / 1e6, arch.num_params(non_embedding=True) / 1e6)
 
+    max_length = int(cfg.data.max_length or cfg.task.get("max_length") or task.max_length)
+    check_max_length(max_length, arch)
     dm = TaskDataModule(
-        task, tokenizer, root=cfg.data.root, max_length=cfg.data.max_length or cfg.task.get("max_length"),
+        task, tokenizer, root=cfg.data.root, max_length=max_length,
         batch_size=cfg.data.batch_size, eval_batch_size=cfg.data.eval_batch_size,
         group_by_length=cfg.data.group_by_length, num_workers=cfg.data.num_workers, seed=int(cfg.seed),
         use_token_types=arch.uses_token_types, passage_fit=cfg.data.passage_fit,

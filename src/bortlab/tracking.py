@@ -137,17 +137,42 @@ def build_callbacks(cfg: DictConfig, task, out: Path):
     return callbacks, ckpt
 
 
+def check_checkpoint(path: Path, run_dir: Path | None = None) -> None:
+    """A checkpoint cut short (a full disk, an interrupted copy) fails deep inside torch.load; say which file
+    and what to do. torch checkpoints are zip archives whose directory sits at the end: a cut one has none."""
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        return
+    best = path.with_name("best.ckpt")
+    other = (f"continue from the best dev checkpoint with resume={best}, " if best.exists() and best != path
+             and zipfile.is_zipfile(best) else "")
+    fresh = f"or start afresh in a new run dir (or move {run_dir} away)" if run_dir else "or start afresh without resume"
+    from bortlab.config import SetupError
+
+    raise SetupError(f"The checkpoint {path} is damaged or incomplete ({path.stat().st_size:,} bytes, not a whole "
+                     f"torch checkpoint; an interrupted copy or a full disk?). You can {other}{fresh}.")
+
+
 def resolve_ckpt_path(cfg: DictConfig, out: Path):
-    """`resume=auto` continues from <run dir>/checkpoints/last.ckpt when an interrupted run left one."""
+    """`resume=auto` continues from <run dir>/checkpoints/last.ckpt when an interrupted run left one, and says
+    so when there is none (a mistyped run dir would otherwise start afresh without a word)."""
     resume = cfg.get("resume")
     if resume in (None, False, "none", "null"):
         return None
     if resume in ("auto", True, "last"):
         last = out / "checkpoints" / "last.ckpt"
         if last.exists():
+            check_checkpoint(last, out)
             log.info("resuming from %s", last)
             return str(last)
+        log.warning("resume=auto: %s holds no checkpoints/last.ckpt, so this is a fresh run. If you meant to "
+                    "continue an earlier run, pass its directory as hydra.run.dir=<run dir>.", out)
         return None
-    if not Path(str(resume)).exists():
-        raise FileNotFoundError(f"resume={resume}: no such checkpoint. Pass a .ckpt path, or resume=auto.")
-    return str(resume)
+    path = Path(str(resume))
+    if not path.exists():
+        from bortlab.config import SetupError
+
+        raise SetupError(f"resume={resume}: no such checkpoint file. Pass a .ckpt path, or resume=auto.")
+    check_checkpoint(path)
+    return str(path)

@@ -75,6 +75,11 @@ def test_tiny_run_on_real_rte_writes_metrics_and_submission(tmp_path):
     assert sub[0].split("\t") == ["index", "prediction"] and len(sub) == 3001
     assert {line.split("\t")[1] for line in sub[1:]} <= {"entailment", "not_entailment"}
     assert (tmp_path / "checkpoints" / "best.ckpt").exists()
+    # the files a run writes get the umask's mode, like any other file (mkstemp's 0600 hid submissions)
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in (tmp_path / "submission" / "RTE.tsv", tmp_path / "metrics.json"):
+        assert f.stat().st_mode & 0o777 == 0o666 & ~umask, f
 
 
 @needs_data
@@ -175,6 +180,9 @@ def test_last_ckpt_holds_the_end_of_the_epoch_when_dev_checks_do_not_divide_it(t
     run(compose_cfg(args))
     last, best = load("last.ckpt"), load("best.ckpt")
     assert last["global_step"] == 5 and best["global_step"] in (2, 4)
+    # best.ckpt is for scoring and export: the weights only (MiniLM runs kept 545 MB of checkpoints)
+    assert last["optimizer_states"] and not best.get("optimizer_states")
+    assert best["state_dict"].keys() == last["state_dict"].keys()
     # resume=auto with a second epoch continues after step 5: five more steps, not six
     run(compose_cfg([*args, "trainer.max_epochs=2", "resume=auto"]))
     last = load("last.ckpt")

@@ -7,7 +7,6 @@ metrics, objective, architecture tuple, parameter and operation counts) into its
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import time
@@ -34,9 +33,9 @@ def output_dir(cfg: DictConfig) -> Path:
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    from bortlab.files import write_json_atomic as write
+
+    write(path, obj)
 
 
 def check_task(task) -> None:

@@ -108,7 +108,7 @@ def build_callbacks(cfg: DictConfig, task, out: Path):
         ckpt = ModelCheckpoint(
             dirpath=str(out / "checkpoints"), filename="best", monitor=f"val/{task.metrics[0]}", mode="max",
             save_top_k=1, save_last=False, auto_insert_metric_name=False,
-            save_weights_only=weights_only,
+            save_weights_only=weights_only or bool(ck.get("best_weights_only", True)),
         )
         callbacks.append(ckpt)
         if ck.get("save_last", True):
@@ -145,13 +145,15 @@ def check_checkpoint(path: Path, run_dir: Path | None = None) -> None:
     if zipfile.is_zipfile(path):
         return
     best = path.with_name("best.ckpt")
-    other = (f"continue from the best dev checkpoint with resume={best}, " if best.exists() and best != path
-             and zipfile.is_zipfile(best) else "")
-    fresh = f"or start afresh in a new run dir (or move {run_dir} away)" if run_dir else "or start afresh without resume"
+    kept = (f" {best} is whole: it holds the weights of the best dev check (no optimizer state, so it cannot be "
+            "resumed) for scoring, labelling and export." if best.exists() and best != path and zipfile.is_zipfile(best)
+            else "")
+    fresh = f"start afresh in a new run dir (or move {run_dir} away)" if run_dir else "start afresh without resume"
     from bortlab.config import SetupError
 
     raise SetupError(f"The checkpoint {path} is damaged or incomplete ({path.stat().st_size:,} bytes, not a whole "
-                     f"torch checkpoint; an interrupted copy or a full disk?). You can {other}{fresh}.")
+                     f"torch checkpoint; an interrupted copy or a full disk?). Training cannot continue from it: "
+                     f"{fresh}.{kept}")
 
 
 def resolve_ckpt_path(cfg: DictConfig, out: Path):

@@ -10,8 +10,6 @@ returns the file's full text; the file name comes from `submission_filename`.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -66,17 +64,9 @@ def write_submission(task: Task | str, split: str, rows: Sequence[dict], predict
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from bortlab.files import write_atomic
+
+    write_atomic(path, text)
 
 
 def _as_list(predictions) -> list:

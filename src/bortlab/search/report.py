@@ -8,7 +8,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -20,17 +19,9 @@ BASE_COLUMNS = ["cell_p", "cell_i", "family", "representative", "status", "depth
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from bortlab.files import write_atomic
+
+    write_atomic(path, data)
 
 
 def _num(x: float | None) -> str:

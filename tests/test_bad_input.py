@@ -47,6 +47,8 @@ CASES = {
     "non-integer seed": (["seed=abc"], ["seed='abc' is not a whole number"]),
     "heads not dividing hidden": (["arch.heads=5"], ["heads must divide hidden", "head_dim"]),
     "max length beyond positions": (["data.max_length=1000"], ["more than this architecture's 512 positions"]),
+    "max length too short for the question": (["task=superglue/multirc", "data.max_length=16"],
+                                              ["too short for superglue/multirc", "data.max_length"]),
     "bad init": (["model.init=random"], ["model.init='random' is not one of"]),
     "bad pooling": (["model.pooling=max"], ["model.pooling='max' is not one of"]),
     "bad passage fit": (["data.passage_fit=trim"], ["data.passage_fit='trim' is not one of"]),

@@ -94,14 +94,23 @@ class TaskDataModule(L.LightningDataModule):
             texts_b = [b or "" for b in texts_b]
             if self._select_sentences:
                 texts_a = fit_passages(texts_a, texts_b, self.tokenizer, self.max_length)
-        enc = self.tokenizer(
-            texts_a,
-            texts_b,
-            truncation=self.task.truncation if texts_b is not None else True,
-            max_length=self.max_length,
-            return_token_type_ids=self.use_token_types,
-            return_attention_mask=False,
-        )
+        try:
+            enc = self.tokenizer(
+                texts_a,
+                texts_b,
+                truncation=self.task.truncation if texts_b is not None else True,
+                max_length=self.max_length,
+                return_token_type_ids=self.use_token_types,
+                return_attention_mask=False,
+            )
+        except Exception as e:
+            if "truncat" not in str(e).lower():
+                raise
+            raise DataError(
+                f"A max length of {self.max_length} tokens is too short for {self.task.name}: it shortens only the "
+                f"passage ({self.task.truncation}), and the other text of some rows (the question and answer) alone "
+                f"is longer. Pass a larger data.max_length (this task's default is {get_task(self.task.name).max_length})."
+            ) from None
         ids, types = enc["input_ids"], enc.get("token_type_ids") if self.use_token_types else None
         if key is not None:
             feature_cache.save(key, ids, types)

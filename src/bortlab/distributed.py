@@ -42,6 +42,8 @@ def is_rank_zero() -> bool:
 def processes_to_start(trainer_kw: dict) -> int:
     """How many processes a DDP run on this one machine needs, when bortlab has to start them; 0 otherwise."""
     strategy = str(trainer_kw.get("strategy", "auto"))
+    if strategy == "auto":      # several devices under "auto" is Lightning's ddp
+        strategy = "ddp"
     if not strategy.startswith("ddp") or "spawn" in strategy or "fork" in strategy or "notebook" in strategy:
         return 0
     if "LOCAL_RANK" in os.environ or any(v in os.environ for v in _CLUSTER_VARS):

@@ -92,6 +92,8 @@ def run(cfg: DictConfig) -> float:
     # the datamodule shards its own length-grouped batches per rank (Lightning cannot rebuild that sampler)
     trainer_kw.setdefault("use_distributed_sampler", False)
     workers = processes_to_start(trainer_kw)
+    if workers and trainer_kw.get("strategy", "auto") == "auto":
+        trainer_kw["strategy"] = "ddp"
     started = time.time()
     try:
         with (Workers(workers, out) if workers else contextlib.nullcontext()):

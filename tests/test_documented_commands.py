@@ -46,7 +46,7 @@ FINETUNE_BUDGET = {"trainer.max_steps": "2", "trainer.limit_val_batches": "1", "
                    "trainer.enable_progress_bar": "false", "data.batch_size": "4"}
 PRETRAIN_BUDGET = {"trainer.max_steps": "2", "task.eval_every": "1", "trainer.enable_progress_bar": "false",
                    "data.batch_size": "4", "task.max_length": "32"}
-SWEEP_BUDGET = {"hydra.sweeper.steps": "2", "hydra.sweeper.epsilon": "4.0", "hydra.sweeper.wandb": "false",
+SWEEP_BUDGET = {"hydra.sweeper.steps": "2", "hydra.sweeper.epsilon": "100.0",   # a handful of cells "hydra.sweeper.wandb": "false",
                 "hydra.launcher.n_jobs": "1"}
 
 
@@ -105,34 +105,29 @@ def test_the_docs_have_commands_to_test():
 
 
 @pytest.fixture(scope="module")
-def workdirs(tmp_path_factory, data_root):
-    """One scratch working directory per documentation file (its commands build on each other), beside a link
-    `shared` -> the real shared data, and a small text corpus as corpus.txt."""
+def workdir(tmp_path_factory, data_root):
+    """One scratch working directory for all the commands, in file order (a later command may read what an
+    earlier one wrote: a labeller run, a teacher), beside a link `shared` -> the real shared data (so
+    ../shared/data resolves as from a clone), with a small text corpus as corpus.txt."""
     root = tmp_path_factory.mktemp("docs")
     (root / "shared").symlink_to(data_root.parent)
-    dirs = {}
-
-    def get(name: str) -> Path:
-        if name not in dirs:
-            d = root / name.replace("/", "_")
-            d.mkdir()
-            sents = [r.split("\t")[1] for r in (data_root / "glue" / "SST-2" / "train.tsv").read_text().splitlines()[1:801]]
-            (d / "corpus.txt").write_text("\n".join(" ".join(sents[k:k + 8]) for k in range(0, 800, 8)) + "\n")
-            dirs[name] = d
-        return dirs[name]
-
-    return get
+    cwd = root / "work"
+    cwd.mkdir()
+    sents = [r.split("\t")[1] for r in (data_root / "glue" / "SST-2" / "train.tsv").read_text().splitlines()[1:801]]
+    (cwd / "corpus.txt").write_text("\n".join(" ".join(sents[k:k + 8]) for k in range(0, 800, 8)) + "\n")
+    return cwd
 
 
 @pytest.mark.parametrize("where,line,cmd", CASES, ids=[f"{f}:{n}" for f, n, _ in CASES])
-def test_documented_command_runs_as_written(where, line, cmd, workdirs, train):
-    cwd = workdirs(where)
+def test_documented_command_runs_as_written(where, line, cmd, workdir, train):
+    cwd = workdir
+    tag = f"{Path(where).stem}-{line}"
     for var, value in _shell_vars(REPO / where).items():
         cmd = cmd.replace(f"${var}", value)
     cmd = cmd.replace("[resume=auto]", "resume=auto")
     for prefix in re.findall(r"([^\s=]+)/<time>", cmd):      # Hydra's default run dir: the newest one there
         runs = sorted((cwd / prefix).glob("*"))
-        assert runs, f"{cmd!r} reads {prefix}/<time>, which an earlier command of {where} should have made"
+        assert runs, f"{cmd!r} reads {prefix}/<time>, which an earlier documented command should have made"
         cmd = cmd.replace(f"{prefix}/<time>", f"{prefix}/{runs[-1].name}")
     for ph, value in PLACEHOLDERS.items():
         if ph in cmd:
@@ -154,9 +149,9 @@ def test_documented_command_runs_as_written(where, line, cmd, workdirs, train):
         args = _with_budget(args, {k: v for k, v in SWEEP_BUDGET.items() if k != "hydra.launcher.n_jobs"
                                    or "hydra/launcher=joblib" in args})
     if multirun and not any(a.startswith("hydra.sweep.dir=") for a in args):
-        args.append(f"hydra.sweep.dir=multirun/line{line}")
+        args.append(f"hydra.sweep.dir=multirun/{tag}")
     if not multirun and not any(a.startswith("hydra.run.dir=") for a in args):
-        args.append(f"hydra.run.dir=outputs/{task or 'run'}/line{line}")    # as Hydra's outputs/<task>/<time>
+        args.append(f"hydra.run.dir=outputs/{task or 'run'}/{tag}")    # as Hydra's outputs/<task>/<time>
     expect_words = next((w for pattern, w in OFFLINE.items() if re.search(pattern, cmd)), None)
     p = train(*(["-m"] if multirun else []), *args, cwd=cwd, expect=2 if expect_words else 0, timeout=600,
               env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})

@@ -186,7 +186,7 @@ class TaskDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         if trainer is None:
             return 1, 0
-        return int(trainer.world_size), int(trainer.global_rank)
+        return int(getattr(trainer, "world_size", 1)), int(getattr(trainer, "global_rank", 0))
 
     def eval_loader(self, split: str) -> DataLoader:
         """Every row of `split` in length-sorted batches, unsharded (prediction, Agora, labellers)."""

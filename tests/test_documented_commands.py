@@ -46,7 +46,9 @@ FINETUNE_BUDGET = {"trainer.max_steps": "2", "trainer.limit_val_batches": "1", "
                    "trainer.enable_progress_bar": "false", "data.batch_size": "4"}
 PRETRAIN_BUDGET = {"trainer.max_steps": "2", "task.eval_every": "1", "trainer.enable_progress_bar": "false",
                    "data.batch_size": "4", "task.max_length": "32"}
-SWEEP_BUDGET = {"hydra.sweeper.steps": "2", "hydra.sweeper.epsilon": "100.0",   # a handful of cells "hydra.sweeper.wandb": "false",
+# a handful of cells, one job each, the cheapest member: Bort's space otherwise trains 150M-parameter shapes
+SWEEP_BUDGET = {"hydra.sweeper.steps": "2", "hydra.sweeper.epsilon": "100.0", "hydra.sweeper.fold": "[]",
+                "hydra.sweeper.representative": "cheapest", "hydra.sweeper.wandb": "false",
                 "hydra.launcher.n_jobs": "1"}
 
 

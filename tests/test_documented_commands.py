@@ -97,6 +97,26 @@ def _with_budget(args: list[str], budget: dict[str, str]) -> list[str]:
     return args
 
 
+def _read_later(commands) -> tuple[str, ...]:
+    """Relative run paths that documented commands read (a labeller, a teacher, a checkpoint), as prefixes."""
+    found = set()
+    for _, _, cmd in commands:
+        for arg in cmd.split():
+            key, _, value = arg.partition("=")
+            if value and not key.startswith("hydra.") and value.startswith(("outputs/", "runs/")):
+                found.add(value.split("<", 1)[0])
+    return tuple(sorted(found))
+
+
+def _free_disk(cwd: Path) -> None:
+    """~80 runs would keep ~15 GB of checkpoints (a MiniLM run: 363 MB): keep only those a later command reads."""
+    keep = _read_later(CASES)
+    for ckpt in cwd.rglob("*.ckpt"):
+        rel = ckpt.relative_to(cwd).as_posix()
+        if not any(rel.startswith(k) or k.startswith(rel.rsplit("/checkpoints/", 1)[0]) for k in keep):
+            ckpt.unlink()
+
+
 CASES = [c for c in documented_commands() if not _is_elided(c[2])]
 
 
@@ -157,6 +177,7 @@ def test_documented_command_runs_as_written(where, line, cmd, workdir, train):
     expect_words = next((w for pattern, w in OFFLINE.items() if re.search(pattern, cmd)), None)
     p = train(*(["-m"] if multirun else []), *args, cwd=cwd, expect=2 if expect_words else 0, timeout=600,
               env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
+    _free_disk(cwd)
     out = p.stdout + p.stderr
     assert "Traceback" not in out, out[-3000:]
     if expect_words:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -29,20 +28,18 @@ def _int(cfg, key: str, low: int | None = None):
     return int(value)
 
 
-def _looks_like_path(name: str) -> bool:
-    return os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1
-
-
 def check_paths(cfg: DictConfig) -> None:
     """A local path that does not exist is named as such; otherwise the hub client answers that a missing
     directory is "not a valid repo id", which sends the user looking in the wrong place."""
+    from bortlab.models.hf import _looks_local     # the loader's own rule for "a path, not a hub id"
+
     keys = [k for k in ("pretrained", "tokenizer", "source") if OmegaConf.select(cfg, f"model.{k}", default=None)]
     init = OmegaConf.select(cfg, "model.init", default=None)
     for k in keys:
         if (k == "pretrained" and init == "scratch") or (k == "source" and init != "extract"):
             continue     # not read by this run
         name = str(cfg.model[k])
-        if _looks_like_path(name) and not Path(name).expanduser().exists():
+        if _looks_local(name) and not Path(name).expanduser().exists():
             raise SetupError(
                 f"model.{k}={name}: that path does not exist. Point model.{k} at an existing directory (a checkpoint "
                 "with config.json and weights, a bortlab pre-training run or its export/), a hub id such as "
@@ -79,12 +76,10 @@ def check_optim(node, where: str) -> None:
 
 def check_config(cfg: DictConfig) -> None:
     """Raise a SetupError for the first bad value found."""
-    seed = OmegaConf.select(cfg, "seed", default=0)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise SetupError(f"seed={seed!r} is not a whole number. Pass e.g. seed=0 (several: -m seed=0,1,2).")
+    _int(cfg, "seed")
     for key in ("data.batch_size", "data.eval_batch_size"):
         _int(cfg, key, low=1)
-    _int(cfg, "data.max_length", low=1) if OmegaConf.select(cfg, "data.max_length", default=None) else None
+    _int(cfg, "data.max_length", low=0)        # null or 0: the task's own
     _int(cfg, "data.num_workers", low=0)
     check_budget(cfg)
     check_optim(OmegaConf.select(cfg, "optim", default=None), "optim")

@@ -74,26 +74,10 @@ class BagOfWords(nn.Module):
         return self.out((self.word_embeddings(input_ids) * m).sum(1) / m.sum(1))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny models on a shared CPU: a second thread only adds contention (5x slower measured)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(minilm_path())
-
-
 def _fit(tokenizer, tmp_path, callback=None, epochs=None, seed=0, steps=160):
     L.seed_everything(seed)
     dm = TaskDataModule(SYNTH, tokenizer, batch_size=16, seed=seed)
-    module = FineTuneModule(BagOfWords(len(tokenizer)), SYNTH, lr=5e-2, warmup_ratio=0.0, datamodule=dm)
+    module = FineTuneModule(BagOfWords(len(tokenizer)), SYNTH, lr=5e-2, warmup_ratio=0.0)
     # a fixed step budget: Agora's rows make epochs longer, and the lr schedule is sized on max_steps
     trainer = L.Trainer(max_epochs=epochs or 1000, max_steps=steps if epochs is None else -1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[callback] if callback else [],
@@ -282,7 +266,7 @@ def test_errors_are_raised_before_training_starts(tokenizer, tmp_path):
     for opts, msg in cases:
         cb = AgoraCallback({"rounds": 1, **opts})
         dm = TaskDataModule(SYNTH, tokenizer, batch_size=16)
-        module = FineTuneModule(BagOfWords(len(tokenizer)), SYNTH, datamodule=dm)
+        module = FineTuneModule(BagOfWords(len(tokenizer)), SYNTH)
         before = module.model.out.weight.detach().clone()
         trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                             enable_model_summary=False, callbacks=[cb], default_root_dir=str(tmp_path))
@@ -293,19 +277,11 @@ def test_errors_are_raised_before_training_starts(tokenizer, tmp_path):
         AgoraCallback({"round": 3})
 
 
-def test_student_labeller_and_config(tokenizer, tmp_path):
-    from hydra import compose, initialize_config_dir
+def test_student_labeller_and_config(tokenizer, tmp_path, compose):
     from hydra.utils import instantiate
 
-    from bortlab.config import register_resolvers
-
-    register_resolvers()
-    from pathlib import Path
-
-    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["arch=tiny", "task=superglue/cb", "callbacks=agora", "agora.k=2",
-                                           "agora.labeller.kind=student", "agora.dev=agora_dev", "agora.rounds=1",
-                                           "agora.transform.name=dropswap", "seed=5"])
+    cfg = compose(["arch=tiny", "task=superglue/cb", "callbacks=agora", "agora.k=2", "agora.labeller.kind=student",
+                   "agora.dev=agora_dev", "agora.rounds=1", "agora.transform.name=dropswap", "seed=5"])
     assert cfg.callbacks.checkpoint.enabled and cfg.trainer.reload_dataloaders_every_n_epochs == 1
     cb = instantiate(cfg.callbacks.extra.agora)
     assert isinstance(cb, AgoraCallback) and cb.k == 2 and cb.seed == 5
@@ -326,44 +302,25 @@ def test_rebuilt_train_loaders_shuffle_anew_each_epoch(tokenizer):
     assert orders[0] != orders[1] and orders[0] == orders[2]
 
 
-def test_bad_agora_options_surface_as_setup_errors_from_the_config(tmp_path):
+def test_bad_agora_options_surface_as_setup_errors_from_the_config(tmp_path, compose):
     # through build_callbacks (hydra.utils.instantiate): the SetupError itself, not Hydra's wrapper
-    from pathlib import Path
-
-    from hydra import compose, initialize_config_dir
-
-    from bortlab.config import register_resolvers
     from bortlab.tracking import build_callbacks
 
-    register_resolvers()
-    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["arch=tiny", "task=superglue/cb", "callbacks=agora",
-                                           "agora.transform.name=paraphrase"])
+    cfg = compose(["arch=tiny", "task=superglue/cb", "callbacks=agora", "agora.transform.name=paraphrase"])
     with pytest.raises(SetupError, match="agora.transform.name='paraphrase'"):
-        build_callbacks(cfg, get_task("superglue/cb"), tmp_path)
+        build_callbacks(cfg, tmp_path, monitor="val/accuracy", mode="max")
 
 
-def test_a_bortlab_run_as_labeller(tmp_path):
+def test_a_bortlab_run_as_labeller(tmp_path, compose, data_root):
     """A run directory written by train.py labels rows of any task with its label set, and is refused, before
     training, by a task with another label set."""
-    import os
-    from pathlib import Path
-
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from bortlab.config import register_resolvers
     from bortlab.run import run
 
-    repo = Path(__file__).resolve().parents[1]
-    data = Path(os.environ.get("BORTLAB_DATA") or repo.parent / "shared" / "data")
-    if not (data / "glue" / "RTE" / "train.tsv").exists():
-        pytest.skip("no GLUE RTE data")
-    register_resolvers()
-    with initialize_config_dir(str(repo / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["arch=tiny", "task=glue/rte", f"data.root={data}", "trainer.max_steps=1",
-                                           "trainer.limit_val_batches=1", "task.max_length=32", "predict=false",
-                                           "logger=none", "trainer.enable_progress_bar=false", f"+output_dir={tmp_path}"])
+    cfg = compose(["arch=tiny", "task=glue/rte", f"data.root={data_root}", "trainer.max_steps=1",
+                   "trainer.limit_val_batches=1", "task.max_length=32", "predict=false", "logger=none",
+                   "trainer.enable_progress_bar=false", f"+output_dir={tmp_path}"])
     run(cfg)
     (tmp_path / ".hydra").mkdir()
     OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")      # what Hydra writes next to every run

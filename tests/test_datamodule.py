@@ -103,7 +103,7 @@ def test_mid_epoch_resume_continues_the_epoch_where_it_stopped(tmp_path):
     def fit(callbacks, ckpt_path=None):
         torch.manual_seed(0)
         dm = Rows(task, tok, max_length=24, batch_size=4, seed=1)
-        module = Recording(SequenceClassifier(Encoder(Arch(1, 2, 32, 64, vocab_size=len(tok))), 3), task, datamodule=dm)
+        module = Recording(SequenceClassifier(Encoder(Arch(1, 2, 32, 64, vocab_size=len(tok))), 3), task)
         trainer = L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
                             limit_val_batches=0, num_sanity_val_steps=0, callbacks=callbacks,
                             enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks))

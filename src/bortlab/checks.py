@@ -103,3 +103,13 @@ def check_max_length(max_length: int, arch) -> None:
     if max_length > room:
         raise SetupError(f"A max length of {max_length} tokens is more than this architecture's {room} positions "
                          f"({arch}). Pass data.max_length={room} or less.")
+
+
+def check_task(task) -> None:
+    """A task a job can train on: diagnostic sets (AX, AX-b, AX-g) have no training data."""
+    if task.predict_with:
+        from bortlab.data.tasks import TaskError
+
+        raise TaskError(f"{task.name} is a diagnostic set with no training data: the leaderboard scores it with "
+                        f"the {task.predict_with} model. Run task={task.predict_with} (with predict=true); its run "
+                        f"writes the {task.name} predictions too.")

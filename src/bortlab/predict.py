@@ -35,16 +35,13 @@ def _predict_split(module, dm, split: str) -> torch.Tensor:
 
 
 def predict_test(module, dm, out_dir: Path) -> Path | None:
-    from bortlab.data.datamodule import TaskDataModule
     from bortlab.data.submission import write_submission
 
     written = []
     jobs = [(dm.task, dm)]
     for other in all_tasks().values():
         if other.predict_with == dm.task.name:
-            jobs.append((other, TaskDataModule(other, dm.tokenizer, root=dm.root, max_length=dm.max_length,
-                                               eval_batch_size=dm.eval_batch_size, use_token_types=dm.use_token_types,
-                                               passage_fit=dm.passage_fit)))
+            jobs.append((other, dm.for_task(other)))
     for task, tdm in jobs:
         for split in task.test_splits:
             try:

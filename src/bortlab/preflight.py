@@ -75,7 +75,7 @@ def check_jobs(cfg: DictConfig, archs: Sequence[Arch]) -> None:
     from bortlab.data.datamodule import require_rows
     from bortlab.data.tasks import get_task, read_split
     from bortlab.models.build import build_model, build_tokenizer
-    from bortlab.run import check_task
+    from bortlab.checks import check_task
 
     task = get_task(cfg.task.name)
     check_task(task)

@@ -92,8 +92,9 @@ def finish_tracking(cfg: DictConfig) -> None:
             log.warning("wandb.finish() failed: %s", e)
 
 
-def build_callbacks(cfg: DictConfig, task, out: Path):
-    """Progress bar, lr monitor, best checkpoint by the task's selection metric (+ last for resume)."""
+def build_callbacks(cfg: DictConfig, out: Path, *, monitor: str, mode: str):
+    """The `callbacks` config group: progress bar, lr monitor, best checkpoint by `monitor` (`mode` max for
+    a score, min for a loss; + last.ckpt for resume), early stopping on `monitor`, and `callbacks.extra`."""
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 
     cb_cfg = cfg.get("callbacks") or {}
@@ -106,7 +107,7 @@ def build_callbacks(cfg: DictConfig, task, out: Path):
     if ck.get("enabled", True):
         weights_only = bool(ck.get("weights_only", False))
         ckpt = ModelCheckpoint(
-            dirpath=str(out / "checkpoints"), filename="best", monitor=f"val/{task.metrics[0]}", mode="max",
+            dirpath=str(out / "checkpoints"), filename="best", monitor=monitor, mode=mode,
             save_top_k=1, save_last=False, auto_insert_metric_name=False,
             save_weights_only=weights_only or bool(ck.get("best_weights_only", True)),
         )
@@ -119,7 +120,7 @@ def build_callbacks(cfg: DictConfig, task, out: Path):
     if es.get("enabled", False):
         from lightning.pytorch.callbacks import EarlyStopping
 
-        callbacks.append(EarlyStopping(monitor=f"val/{task.metrics[0]}", mode="max", patience=int(es.get("patience", 3))))
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=int(es.get("patience", 3))))
     for extra in (cb_cfg.get("extra") or {}).values():
         if extra is not None:
             from hydra.errors import InstantiationException

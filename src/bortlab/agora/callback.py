@@ -119,12 +119,9 @@ class AgoraCallback(L.Callback):
         if self.dev == "holdout":
             train = dm.train_split
             if HOLDOUT not in dm.rows:   # a resumed fit keeps the split it made
-                rows, feats = dm.rows[train], dm.features[train]
+                rows = dm.rows[train]
                 keep, held = R.stratified_holdout(dm.task, rows, self.fraction, self.seed)
-                dm.rows[HOLDOUT] = [rows[i] for i in held]
-                dm.features[HOLDOUT] = [{**feats[i], "index": j} for j, i in enumerate(held)]
-                dm.rows[train] = [rows[i] for i in keep]
-                dm.features[train] = [{**feats[i], "index": j} for j, i in enumerate(keep)]
+                dm.hold_out(HOLDOUT, held)
                 log.info("agora: held out %d of %d training rows as Agora's dev set; the official dev split "
                          "stays unseen", len(held), len(rows))
             return HOLDOUT
@@ -211,7 +208,7 @@ class AgoraCallback(L.Callback):
                    "train_rows": len(self.dm.rows[self.dm.train_split]), "labeller": self.labeller.name,
                    "labeller_acc": self.labeller_acc, "transform": self.transform.name,
                    "final_points": str(self.dir / "final.jsonl") if self.final_round else None}
-        from bortlab.run import write_json_atomic
+        from bortlab.files import write_json_atomic
 
         self.dir.mkdir(parents=True, exist_ok=True)      # rounds=0 wrote nothing there yet
         write_json_atomic(self.dir / "summary.json", summary)

@@ -209,8 +209,8 @@ class MaskedLMInfill(Transformation):
     def bind(self, tokenizer, student=None, labeller=None) -> None:
         self.tokenizer, self.model = load_mlm(self.model_name)
         super().bind(self.tokenizer)
-        words = whole_words(self.tokenizer, self.model.config.vocab_size)
-        self._allowed = torch.zeros(self.model.config.vocab_size, dtype=torch.bool)
+        words = whole_words(self.tokenizer, self.model.arch.vocab_size)
+        self._allowed = torch.zeros(self.model.arch.vocab_size, dtype=torch.bool)
         self._allowed[list(words.values())] = True
 
     @torch.no_grad()
@@ -226,9 +226,11 @@ class MaskedLMInfill(Transformation):
         gen = torch.Generator().manual_seed(rng.randrange(2**31))
         for s in range(0, len(jobs), self.batch_size):
             chunk = jobs[s:s + self.batch_size]
+            arch = self.model.arch
             enc = self.tokenizer([j[2] for j in chunk], return_tensors="pt", padding=True, truncation=True,
-                                 max_length=min(512, self.model.config.max_position_embeddings))
-            logits = self.model(**enc).logits
+                                 max_length=min(512, arch.max_positions - arch.position_offset))
+            mask_b = enc["attention_mask"]
+            logits = self.model.logits(self.model(enc["input_ids"], attention_mask=mask_b))   # (B, L, V)
             logits[..., ~self._allowed] = float("-inf")
             for b, (t, spans, _) in enumerate(chunk):
                 where = (enc["input_ids"][b] == self.tokenizer.mask_token_id).nonzero().squeeze(1).tolist()
@@ -248,30 +250,27 @@ class MaskedLMInfill(Transformation):
 
 
 def load_mlm(name: Optional[str]):
-    """Tokenizer and masked LM of `name`; SetupError when it cannot be loaded or has no trained MLM head."""
+    """Tokenizer and masked LM (`bortlab.models.mlm.MaskedLM`, the loader every stage uses) of `name`;
+    SetupError when it cannot be loaded or has no trained MLM head."""
     if not name:
         raise SetupError("agora.transform.name=mlm needs agora.transform.model=<dir or hub id of a checkpoint "
                          "with an MLM head>, e.g. a BertForMaskedLM or RobertaForMaskedLM save.")
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
-    from transformers.utils import logging as tlog
+    from bortlab.models.build import load_tokenizer
+    from bortlab.models.mlm import load_mlm as load_masked_lm
 
-    level = tlog.get_verbosity()
-    tlog.set_verbosity_error()
     try:
-        tok = AutoTokenizer.from_pretrained(str(name))
-        model, info = AutoModelForMaskedLM.from_pretrained(str(name), output_loading_info=True)
-    except Exception as e:
+        tok = load_tokenizer(str(name))
+        model = load_masked_lm(str(name), require_head=True)
+    except (OSError, ValueError) as e:
+        first = str(e).splitlines()[0][:300]
+        if "no masked-LM head" in first:
+            raise SetupError(
+                f"agora.transform.name=mlm: {name} has no MLM head ({first}), so its 'predictions' would come "
+                "from random weights. Use a checkpoint saved with its masked-LM head (BertForMaskedLM, "
+                "RobertaForMaskedLM), or agora.transform.name=nn (nearest neighbours in its embedding space) or "
+                "dropswap.") from e
         raise SetupError(f"agora.transform.model={name!r} could not be loaded as a masked LM "
-                         f"({type(e).__name__}: {str(e).splitlines()[0][:200]}).") from e
-    finally:
-        tlog.set_verbosity(level)
-    head = [k for k in info.get("missing_keys", ()) if k.startswith(("cls.", "lm_head.")) or ".predictions." in k]
-    if head:
-        raise SetupError(
-            f"agora.transform.name=mlm: {name} has no MLM head (its checkpoint lacks {sorted(head)[:3]}...), so "
-            f"its 'predictions' would come from random weights. Use a checkpoint saved with its masked-LM head "
-            f"(BertForMaskedLM, RobertaForMaskedLM), or agora.transform.name=nn (nearest neighbours in its "
-            f"embedding space) or dropswap.")
+                         f"({type(e).__name__}: {first}).") from e
     if tok.mask_token is None:
         raise SetupError(f"agora.transform.model={name!r}: its tokenizer has no mask token.")
     return tok, model.eval()

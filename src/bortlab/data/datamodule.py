@@ -150,6 +150,28 @@ class TaskDataModule(L.LightningDataModule):
         self.features[self.train_split].extend(feats)
         return len(feats)
 
+    def hold_out(self, split: str, held: Sequence[int]) -> None:
+        """Move the training rows at positions `held` into a new split `split` (Agora's own dev set, carved
+        from train so that the official dev split stays unseen). Both splits are renumbered from 0."""
+        if split in self.rows:
+            raise SetupError(f"hold_out: the split {split!r} exists already")
+        self.load_split(self.train_split)
+        rows, feats = self.rows[self.train_split], self.features[self.train_split]
+        held_set = set(held)
+        keep = [i for i in range(len(rows)) if i not in held_set]
+        self.rows[split] = [rows[i] for i in held]
+        self.features[split] = [{**feats[i], "index": j} for j, i in enumerate(held)]
+        self.rows[self.train_split] = [rows[i] for i in keep]
+        self.features[self.train_split] = [{**feats[i], "index": j} for j, i in enumerate(keep)]
+
+    def for_task(self, task: str | Task) -> "TaskDataModule":
+        """A datamodule of another task with this one's tokenizer and settings (diagnostic sets such as AX
+        are predicted with the model of the task they borrow)."""
+        return TaskDataModule(task, self.tokenizer, root=self.root, max_length=self.max_length,
+                              batch_size=self.batch_size, eval_batch_size=self.eval_batch_size,
+                              group_by_length=self.group_by_length, num_workers=self.num_workers, seed=self.seed,
+                              use_token_types=self.use_token_types, passage_fit=self.passage_fit)
+
     def setup(self, stage: Optional[str] = None) -> None:
         if stage in (None, "fit"):
             self.load_split(self.train_split)

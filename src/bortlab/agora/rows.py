@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Optional, Sequence
 
 from bortlab.config import SetupError
 from bortlab.data.tasks import Task
+from bortlab.files import write_atomic
 
 # Tasks whose inputs mark character or word offsets in the text (WiC's target word, WSC's spans, ReCoRD's
 # entities): changing words would move the marks onto other words, so the labels would no longer apply.
@@ -97,12 +97,8 @@ def round_path(directory: Path, r: int) -> Path:
 
 
 def write_jsonl_atomic(path: Path, rows: Sequence[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)       # a crash mid-write never leaves a truncated round file behind
+    # a crash mid-write never leaves a truncated round file behind
+    write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -15,6 +15,8 @@ from typing import Optional
 
 import numpy as np
 
+from bortlab.files import atomic_path
+
 
 def cache_dir() -> Optional[Path]:
     d = os.environ.get("BORTLAB_CACHE", str(Path.home() / ".cache" / "bortlab" / "features"))
@@ -56,9 +58,9 @@ def save(key: str, ids: list[list[int]], types: Optional[list[list[int]]]) -> No
               "lengths": lengths}
     if types is not None:
         arrays["types"] = np.fromiter((t for s in types for t in s), dtype=np.int8, count=int(lengths.sum()))
-    tmp = d / f".{key}.{os.getpid()}.tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, d / f"{key}.npz")
+    # a file object, not a name: np.savez would append ".npz" to the temporary name
+    with atomic_path(d / f"{key}.npz") as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def _unflatten(flat: np.ndarray, lengths: np.ndarray) -> list[list[int]]:

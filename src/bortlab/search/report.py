@@ -1,6 +1,6 @@
 """What a search leaves on disk: candidates.csv (also the resume state), optimization_results.yaml and
-pareto.png. Every file is written to a temporary name and moved into place, so a crash mid-write (or a
-reader polling the sweep dir) never sees half a file."""
+pareto.png. Every file is written with `bortlab.files.write_atomic` (a temporary name, then moved into place),
+so a crash mid-write (or a reader polling the sweep dir) never sees half a file."""
 from __future__ import annotations
 
 import csv
@@ -11,17 +11,12 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from bortlab.files import write_atomic
 from bortlab.models.arch import Arch
 from bortlab.search.fptas import Candidate, SearchResult, theta_key
 
 BASE_COLUMNS = ["cell_p", "cell_i", "family", "representative", "status", "depth", "heads", "hidden",
                 "intermediate", "head_dim", "p", "i", "e", "W", "theta"]
-
-
-def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
-    from bortlab.files import write_atomic
-
-    write_atomic(path, data)
 
 
 def _num(x: float | None) -> str:
@@ -45,7 +40,7 @@ def write_candidates_csv(path: str | os.PathLike, table: list[Candidate], thetas
             *[_num(c.errors.get(k)) for k in keys],
             json.dumps(c.arch.to_dict(), sort_keys=True, separators=(",", ":")),
         ])
-    atomic_write(path, buf.getvalue())
+    write_atomic(path, buf.getvalue())
 
 
 def read_done(path: str | os.PathLike) -> dict[tuple[Arch, str], float]:
@@ -92,7 +87,7 @@ def results_dict(result: SearchResult, overrides: Callable[[Arch, Mapping], Mapp
 def write_results_yaml(path: str | os.PathLike, results: Mapping) -> None:
     import yaml
 
-    atomic_write(path, yaml.safe_dump(_plain(results), sort_keys=False, allow_unicode=True))
+    write_atomic(path, yaml.safe_dump(_plain(results), sort_keys=False, allow_unicode=True))
 
 
 def _plain(x):
@@ -143,4 +138,4 @@ def plot_pareto(path: str | os.PathLike, result: SearchResult, title: str = "") 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    write_atomic(path, buf.getvalue())

@@ -199,6 +199,8 @@ class FPTASSweeper(Sweeper):
         them as if they were its own."""
         import json
 
+        from bortlab.files import write_atomic
+
         path = sweep_dir / "sweep_settings.json"
         if path.exists():
             old = json.loads(path.read_text())
@@ -221,9 +223,7 @@ class FPTASSweeper(Sweeper):
         elif done:
             log.warning("FPTAS: %s has evaluations but no sweep_settings.json (an older bortlab); resuming "
                         "from them as made with this run's settings", sweep_dir)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
-        tmp.replace(path)
+        write_atomic(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
     def _sweep(self, arguments: List[str]) -> Any:
         from bortlab.search import CostModel, search

@@ -210,19 +210,22 @@ def _glue(short: str, dirname: str, metrics: tuple[str, ...], labels: tuple[str,
         reader=read_glue, inputs=partial(text_pair, LAYOUTS[name].text),
         target=score if regression else partial(label_index, labels),
         labels=labels, dirname=dirname, hf_dataset=(HF_GLUE, short),
-        submission_name=submission, **kw,
+        readout="value" if regression else "argmax",
+        submission_name=submission, submission_format="tsv", submission_keys=(("index", "idx"),), **kw,
     ))
 
 
 COLA = _glue("cola", "CoLA", ("mcc",), _BINARY, "CoLA.tsv")
 SST2 = _glue("sst2", "SST-2", ("accuracy",), _BINARY, "SST-2.tsv")
 MRPC = _glue("mrpc", "MRPC", ("f1", "accuracy"), _BINARY, "MRPC.tsv")
-STSB = _glue("stsb", "STS-B", ("pearson", "spearman"), (), "STS-B.tsv")
+# similarity scores on [0, 5]: the submission clips predictions to that scale
+STSB = _glue("stsb", "STS-B", ("pearson", "spearman"), (), "STS-B.tsv", value_range=(0.0, 5.0))
 QQP = _glue("qqp", "QQP", ("f1", "accuracy"), _BINARY, "QQP.tsv")
-# MNLI has two test sets and so two leaderboard files; submission.py names them per split
+# MNLI has two test sets and so two leaderboard files, one per split
 MNLI = _glue("mnli", "MNLI", ("accuracy",), _NLI3, "MNLI-m.tsv",
              splits=("train", "dev_matched", "dev_mismatched", "test_matched", "test_mismatched"),
-             dev_splits=("dev_matched", "dev_mismatched"), test_splits=("test_matched", "test_mismatched"))
+             dev_splits=("dev_matched", "dev_mismatched"), test_splits=("test_matched", "test_mismatched"),
+             submission_files=(("test_matched", "MNLI-m.tsv"), ("test_mismatched", "MNLI-mm.tsv")))
 QNLI = _glue("qnli", "QNLI", ("accuracy",), _NLI2, "QNLI.tsv")
 RTE = _glue("rte", "RTE", ("accuracy",), _NLI2, "RTE.tsv")
 WNLI = _glue("wnli", "WNLI", ("accuracy",), _BINARY, "WNLI.tsv")

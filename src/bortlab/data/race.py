@@ -118,8 +118,9 @@ def _register(level: str, levels: tuple[str, ...]) -> Task:
     return register(Task(
         name=f"race/{level}", benchmark="race", kind="multiple_choice", metrics=("accuracy",),
         reader=partial(_read, levels=levels), inputs=_inputs, target=_target, labels=LETTERS,
-        dirname="RACE", max_length=512, truncation="only_first", num_choices=4,
-        hf_dataset=("ehovy/race", level), submission_name=f"RACE-{level}.jsonl",
+        dirname="RACE", max_length=512, truncation="only_first", num_choices=4, readout="argmax",
+        hf_dataset=("ehovy/race", level), submission_name=f"RACE-{level}.jsonl", submission_format="jsonl",
+        submission_keys=(("id", "id"), ("question_idx", "question_idx")),
     ))
 
 
@@ -127,5 +128,5 @@ MIDDLE = _register("middle", ("middle",))
 HIGH = _register("high", ("high",))
 ALL = _register("all", ("middle", "high"))
 
-# registers the JSONL submission format with bortlab.data.submission (after the tasks exist)
+# registers the JSONL submission formats with bortlab.data.submission
 from bortlab.data import superglue_submission as _submission  # noqa: E402,F401

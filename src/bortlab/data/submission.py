@@ -1,11 +1,16 @@
 """Test-set predictions in the leaderboard submission formats.
 
-`write_submission` checks the predictions, asks the writer registered for the task's benchmark for the
-file's text, and writes it atomically (a temporary file in the same directory, then `os.replace`), so an
+`write_submission` checks the predictions, asks the writer registered for the task's record shape
+(`Task.submission_format`) for the file's text, and writes it atomically (`bortlab.files.write_atomic`), so an
 interrupted run never leaves a half-written file that a later upload would accept.
 
-A benchmark adds its format with `register_format(benchmark, fn)`, where `fn(task, split, rows, predictions)`
-returns the file's full text; the file name comes from `submission_filename`.
+Everything task-specific comes from the task table: the file name (`Task.submission_name`, or per test split
+`Task.submission_files`), the record shape, the keys naming each record (`Task.submission_keys`), the label
+spelling (`Task.submission_labels`, default the labels as the release files spell them) and, for regression,
+the scale predictions are clipped to (`Task.value_range`).
+
+A shape gets its writer with `register_format(shape, fn)`, where `fn(task, split, rows, predictions)` returns
+the file's full text; "tsv" (GLUE) is defined here, "jsonl" and "jsonl_nested" in `superglue_submission`.
 """
 from __future__ import annotations
 
@@ -16,24 +21,21 @@ from typing import Callable, Sequence
 import numpy as np
 
 from bortlab.data.tasks import Task, TaskError, get_task
+from bortlab.files import write_atomic
 
 Format = Callable[[Task, str, Sequence[dict], list], str]
 _FORMATS: dict[str, Format] = {}
 
-# tasks with several test splits write one leaderboard file per split
-_PER_SPLIT_NAMES = {
-    "glue/mnli": {"test_matched": "MNLI-m.tsv", "test_mismatched": "MNLI-mm.tsv"},
-}
 
-
-def register_format(benchmark: str, fn: Format) -> Format:
-    _FORMATS[benchmark] = fn
+def register_format(shape: str, fn: Format) -> Format:
+    """The writer of one record shape (a value of `Task.submission_format`)."""
+    _FORMATS[shape] = fn
     return fn
 
 
 def submission_filename(task: Task | str, split: str) -> str:
     t = task if isinstance(task, Task) else get_task(task)
-    name = _PER_SPLIT_NAMES.get(t.name, {}).get(split, t.submission_name)
+    name = t.submission_file(split)
     if not name:
         raise TaskError(f"{t.name} has no leaderboard submission file name (Task.submission_name is empty).")
     return name
@@ -48,25 +50,15 @@ def write_submission(task: Task | str, split: str, rows: Sequence[dict], predict
     t = task if isinstance(task, Task) else get_task(task)
     if split not in t.test_splits:
         raise TaskError(f"{t.name}: submissions are for the test splits {list(t.test_splits)}, not {split!r}.")
-    if t.benchmark not in _FORMATS:
-        raise TaskError(f"{t.name}: no submission format registered for benchmark {t.benchmark!r} "
+    if t.submission_format not in _FORMATS:
+        raise TaskError(f"{t.name}: no writer registered for the submission format {t.submission_format!r} "
                         f"(known: {sorted(_FORMATS)}).")
     preds = _as_list(predictions)
     if len(preds) != len(rows):
         raise ValueError(f"{t.name} {split}: {len(preds)} predictions for {len(rows)} rows; predict every test "
                          "row, in file order.")
-    text = _FORMATS[t.benchmark](t, split, rows, preds)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / submission_filename(t, split)
-    _atomic_write(path, text)
-    return path
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    from bortlab.files import write_atomic
-
-    write_atomic(path, text)
+    text = _FORMATS[t.submission_format](t, split, rows, preds)
+    return write_atomic(Path(out_dir) / submission_filename(t, split), text)
 
 
 def _as_list(predictions) -> list:
@@ -75,26 +67,35 @@ def _as_list(predictions) -> list:
     return np.asarray(predictions).reshape(-1).tolist()
 
 
-# ---- GLUE: `index<TAB>prediction` ------------------------------------------------------------------
+def spelled_label(task: Task, split: str, n: int, p) -> object:
+    """Prediction `n` (a label index) as the task's submission spells it; a clear error for anything else."""
+    spelling = task.submission_spelling
+    k = int(p)
+    if k != p or not 0 <= k < len(spelling):
+        raise ValueError(f"{task.name} {split}: prediction {n} is {p!r}, not a label index in "
+                         f"0..{len(spelling) - 1} ({list(spelling)}).")
+    return spelling[k]
+
+
+# ---- "tsv" (GLUE): `index<TAB>prediction` ----------------------------------------------------------
 def glue_tsv(task: Task, split: str, rows: Sequence[dict], preds: list) -> str:
-    """GLUE leaderboard TSV. Classification writes the label string as the release files spell it: the
-    NLI words for MNLI/QNLI/RTE/AX, 0/1 for CoLA/SST-2/MRPC/QQP/WNLI. STS-B writes the score clipped to
-    the scale [0, 5] with three decimals."""
-    lines = ["index\tprediction"]
+    """GLUE leaderboard TSV: a header of the record keys and "prediction", then one line per row.
+    Classification writes the label as the task spells it (the release files' strings: the NLI words for
+    MNLI/QNLI/RTE/AX, 0/1 for CoLA/SST-2/MRPC/QQP/WNLI). Regression (readout "value", STS-B) writes the
+    score with three decimals, clipped to `task.value_range` where the task has one."""
+    lines = ["\t".join([key for key, _ in task.submission_keys] + ["prediction"])]
     for n, (row, p) in enumerate(zip(rows, preds)):
-        if task.is_regression:
+        if task.readout == "value":
             value = float(p)
             if math.isnan(value):
                 raise ValueError(f"{task.name} {split}: prediction {n} is NaN.")
-            text = f"{min(5.0, max(0.0, value)):.3f}"
+            if task.value_range is not None:
+                value = min(task.value_range[1], max(task.value_range[0], value))
+            text = f"{value:.3f}"
         else:
-            k = int(p)
-            if k != p or not 0 <= k < len(task.labels):
-                raise ValueError(f"{task.name} {split}: prediction {n} is {p!r}, not a label index in "
-                                 f"0..{len(task.labels) - 1} ({list(task.labels)}).")
-            text = task.labels[k]
-        lines.append(f"{row['idx']}\t{text}")
+            text = spelled_label(task, split, n, p)
+        lines.append("\t".join([str(row[col]) for _, col in task.submission_keys] + [str(text)]))
     return "\n".join(lines) + "\n"
 
 
-register_format("glue", glue_tsv)
+register_format("tsv", glue_tsv)

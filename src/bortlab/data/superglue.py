@@ -269,12 +269,13 @@ _SPECS: dict[str, _Spec] = {
 }
 
 
-def _register(short, dirname, kind, metrics, labels, hf_config, max_length, truncation="longest_first", **kw):
+def _register(short, dirname, kind, metrics, labels, hf_config, max_length, truncation="longest_first",
+              readout="argmax", submission_format="jsonl", **kw):
     return register(Task(
         name=f"superglue/{short}", benchmark="superglue", kind=kind, metrics=metrics, reader=_read,
         inputs=partial(_inputs, short), target=partial(_target, labels), labels=labels, dirname=dirname,
         max_length=max_length, truncation=truncation, hf_dataset=("aps/super_glue", hf_config),
-        submission_name=f"{dirname}.jsonl", **kw,
+        readout=readout, submission_name=f"{dirname}.jsonl", submission_format=submission_format, **kw,
     ))
 
 
@@ -286,22 +287,47 @@ def _query_of(r: dict):
     return (r["passage_idx"], r["query_idx"])
 
 
+def _pair_of(r: dict):
+    return r["pair"]
+
+
+def _entity_of(r: dict) -> str:
+    return r["entity"]
+
+
+def _answers_of(r: dict) -> list:
+    return r["answers"] or []
+
+
 _AX = dict(splits=("test",), dev_splits=(), test_splits=("test",), predict_with="superglue/rte")
+# How the leaderboard spells labels where it differs from the files (the authors' jiant toolkit): WSC as
+# Python booleans, COPA's choice and MultiRC's answer label as integers
+_PY_BOOL = ("False", "True")
+_INDEX = (0, 1)
 
 # max_length: the tokenised cap; passages beyond it are cut from their end (only_first). BoolQ passages are
 # ~100 words (99% under ~300), MultiRC ~260 words (max ~420), ReCoRD and RACE articles often pass 400.
 BOOLQ = _register("boolq", "BoolQ", "classification", ("accuracy",), _BOOL, "boolq", 384, "only_first")
 CB = _register("cb", "CB", "classification", ("accuracy", "macro_f1"), ("entailment", "contradiction", "neutral"), "cb", 256)
-COPA = _register("copa", "COPA", "multiple_choice", ("accuracy",), ("choice1", "choice2"), "copa", 64, num_choices=2)
+COPA = _register("copa", "COPA", "multiple_choice", ("accuracy",), ("choice1", "choice2"), "copa", 64, num_choices=2,
+                 submission_labels=_INDEX)
+# MultiRC: F1a is binary F1 over all answer options, EM is per question (`group`); the submission nests the
+# answers of each question under their passage
 MULTIRC = _register("multirc", "MultiRC", "classification", ("f1a", "em"), ("0", "1"), "multirc", 512, "only_first",
-                    group=_question_of)
+                    group=_question_of, submission_format="jsonl_nested", submission_labels=_INDEX,
+                    submission_keys=(("idx", "passage_idx"), ("idx", "question_idx"), ("idx", "answer_idx")))
+# ReCoRD: candidates compete within their query; the best-scoring entity is the answer, scored by EM and token F1
+# against the gold answer strings and submitted as {"idx": query idx, "label": entity}
 RECORD = _register("record", "ReCoRD", "classification", ("f1", "em"), ("0", "1"), "record", 512, "only_first",
-                   group=_query_of)
+                   group=_query_of, readout="group_best", scored_by=("answer_f1", "answer_em"),
+                   candidate=_entity_of, gold_answers=_answers_of, submission_keys=(("idx", "query_idx"),))
 RTE = _register("rte", "RTE", "classification", ("accuracy",), _NLI, "rte", 256)
 WIC = _register("wic", "WiC", "classification", ("accuracy",), _BOOL, "wic", 128)
-WSC = _register("wsc", "WSC", "classification", ("accuracy",), _BOOL, "wsc", 192)
+WSC = _register("wsc", "WSC", "classification", ("accuracy",), _BOOL, "wsc", 192, submission_labels=_PY_BOOL)
 AXB = _register("axb", "AX-b", "classification", ("mcc",), _NLI, "axb", 256, **_AX)
-AXG = _register("axg", "AX-g", "classification", ("accuracy", "gender_parity"), _NLI, "axg", 128, **_AX)
+# AX-g: gender parity = share of male/female minimal pairs (`group`) whose two predictions agree
+AXG = _register("axg", "AX-g", "classification", ("accuracy", "gender_parity"), _NLI, "axg", 128, group=_pair_of,
+                **_AX)
 
-# registers the JSONL submission format with bortlab.data.submission (after the tasks exist)
+# registers the JSONL submission formats with bortlab.data.submission
 from bortlab.data import superglue_submission as _submission  # noqa: E402,F401

@@ -15,8 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -261,15 +259,6 @@ def write_hf_dir(out_dir: str | os.PathLike, config, state: dict, tokenizer=None
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
     return out
-
-
-def _umask_modes(folder: Path) -> None:
-    """mkdtemp makes a 0700 folder (and safetensors a 0600 file): give the export the umask's usual modes."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)
-    for f in folder.iterdir():
-        os.chmod(f, 0o666 & ~umask)
 
 
 # ---- vocabulary check ------------------------------------------------------------------------------

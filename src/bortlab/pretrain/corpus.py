@@ -153,10 +153,11 @@ def tokenize_corpus(tokenizer, *, corpus=None, dataset: str | None = None, datas
     ids = np.concatenate(chunks)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     cache.mkdir(parents=True, exist_ok=True)
+    from bortlab.files import atomic_path
+
     for path, arr in ((ids_file, ids), (off_file, offsets)):   # atomic: a crash never leaves half a cache
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npy")
-        np.save(tmp, arr, allow_pickle=False)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, arr, allow_pickle=False)
     log.info("corpus: %d documents, %d tokens from %s (cached as %s)", len(lengths), len(ids), what, ids_file)
     return ids, offsets
 

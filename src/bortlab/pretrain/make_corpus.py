@@ -78,6 +78,10 @@ def documents(root: Path, exclude: set[str] = frozenset()) -> Iterator[str]:
                     yield doc
 
 
+class _NoDocuments(Exception):
+    pass
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=os.environ.get("BORTLAB_DATA") or "../shared/data",
@@ -91,17 +95,21 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown sources {sorted(unknown)}; choose among {sorted(SOURCES)}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
     n = words = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for doc in documents(Path(args.data), exclude):
-            f.write(doc + "\n")
-            n, words = n + 1, words + len(doc.split())
-    if n == 0:
-        tmp.unlink()
-        print(f"make_corpus: no documents found under {args.data} (expected glue/ and superglue/ there)", file=sys.stderr)
+    from bortlab.files import atomic_path
+
+    try:
+        with atomic_path(out) as tmp:       # a crash never leaves half a corpus where a whole one was
+            with open(tmp, "w", encoding="utf-8") as f:
+                for doc in documents(Path(args.data), exclude):
+                    f.write(doc + "\n")
+                    n, words = n + 1, words + len(doc.split())
+            if n == 0:
+                raise _NoDocuments      # leaves the write without renaming the empty file into place
+    except _NoDocuments:
+        print(f"make_corpus: no documents found under {args.data} (expected glue/ and superglue/ there)",
+              file=sys.stderr)
         return 1
-    os.replace(tmp, out)
     print(f"wrote {out}: {n} documents, {words} words")
     return 0
 

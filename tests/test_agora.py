@@ -11,7 +11,7 @@ from torch import nn
 from bortlab.agora import AgoraCallback, DropSwap, Labeller, NearestNeighbour, build_transform
 from bortlab.agora import rows as R
 from bortlab.agora.labellers import load_labeller, match_labels
-from bortlab.config import SetupError, minilm_path
+from bortlab.config import SetupError
 from bortlab.data.datamodule import TaskDataModule
 from bortlab.data.tasks import Task, get_task, register
 from bortlab.models.finetune import FineTuneModule
@@ -171,13 +171,13 @@ def test_mlm_infilling_with_a_masked_lm(tokenizer, tmp_path):
     assert all(r["premise"].count("[MASK]") == 1 for r in new)    # the literal [MASK] of the text stays one
 
 
-def test_transformation_errors_are_clear():
+def test_transformation_errors_are_clear(minilm_dir):
     with pytest.raises(SetupError, match="choose one of"):
         build_transform({"name": "paraphrase"})
     with pytest.raises(SetupError, match="not options of any"):
         build_transform({"name": "nn", "neighbors": 3})
     with pytest.raises(SetupError, match="has no MLM head"):
-        build_transform({"name": "mlm", "model": minilm_path()}).bind(None)
+        build_transform({"name": "mlm", "model": minilm_dir}).bind(None)
 
 
 # ---- labellers ----------------------------------------------------------------------------------------
@@ -193,7 +193,7 @@ def _hf_classifier(path, tokenizer, id2label):
     return str(path)
 
 
-def test_labeller_label_set_must_match_the_task(tokenizer, tmp_path):
+def test_labeller_label_set_must_match_the_task(tokenizer, tmp_path, minilm_dir):
     cb, rte = get_task("superglue/cb"), get_task("glue/rte")
     two = _hf_classifier(tmp_path / "two", tokenizer, ["not_entailment", "entailment"])
     with pytest.raises(SetupError, match=r"predicts the labels \['not_entailment', 'entailment'\].*superglue/cb"):
@@ -208,7 +208,7 @@ def test_labeller_label_set_must_match_the_task(tokenizer, tmp_path):
         load_labeller({"path": generic}, rte)
     assert load_labeller({"path": generic, "labels": ["entailment", "not_entailment"]}, rte).columns == [0, 1]
     with pytest.raises(SetupError, match="no trained classification head"):
-        load_labeller({"path": minilm_path()}, rte)
+        load_labeller({"path": minilm_dir}, rte)
     with pytest.raises(SetupError, match="agora.labeller.path is not set"):
         load_labeller({}, rte)
     assert match_labels(cb, ("Neutral", "entailment", "contradiction"), "x") == [1, 2, 0]
@@ -259,9 +259,9 @@ def test_holdout_dev_keeps_the_official_dev_unseen(tokenizer, tmp_path):
     assert json.loads((tmp_path / "r0" / "agora" / "summary.json").read_text())["rounds_done"] == 0
 
 
-def test_errors_are_raised_before_training_starts(tokenizer, tmp_path):
+def test_errors_are_raised_before_training_starts(tokenizer, tmp_path, minilm_dir):
     cases = [({"labeller": {"kind": "checkpoint"}}, "agora.labeller.path is not set"),
-             ({"transform": {"name": "mlm", "model": minilm_path()}, "labeller": {"kind": "student"}}, "has no MLM head"),
+             ({"transform": {"name": "mlm", "model": minilm_dir}, "labeller": {"kind": "student"}}, "has no MLM head"),
              ({"dev": "nonexistent", "labeller": {"kind": "student"}}, "agora.dev='nonexistent'")]
     for opts, msg in cases:
         cb = AgoraCallback({"rounds": 1, **opts})

@@ -1,17 +1,11 @@
 """Agora's Θ loop: the pruning rule, the loop's bookkeeping, and the `hydra/sweeper=agora` plugin."""
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bortlab.agora.theta import Job, prune, rank, theta_loop
-
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("BORTLAB_DATA") or REPO.parent / "shared" / "data")
 
 
 def test_prune_halves_and_always_drops_one():
@@ -66,28 +60,17 @@ def test_the_sweeper_is_discovered_and_its_config_registered():
     assert "agora.yaml" in ConfigStore.instance().list("hydra/sweeper")
 
 
-def _train(args, cwd, timeout=900):
-    env = {**os.environ, "BORTLAB_DATA": str(DATA), "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
 FAST = ["arch=tiny", "task=glue/rte", "task.max_length=32", "data.batch_size=16", "trainer.enable_progress_bar=false",
         "predict=false", "trainer.limit_val_batches=1", "logger=none", "callbacks.checkpoint.enabled=false"]
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not (DATA / "glue" / "RTE" / "train.tsv").exists(), reason="no GLUE RTE data")
-def test_sweeper_end_to_end_on_rte(tmp_path):
-    lab = _train([*FAST, "callbacks.checkpoint.enabled=true", "trainer.max_steps=2", f"hydra.run.dir={tmp_path / 'lab'}"],
-                 tmp_path)
-    assert lab.returncode == 0, lab.stderr[-2000:]
+@pytest.mark.slow          # 16-34 s alone on the shared 2-core box (by load): two train.py runs and a 3-job sweep
+def test_sweeper_end_to_end_on_rte(tmp_path, train, data_root):
+    train(*FAST, "callbacks.checkpoint.enabled=true", "trainer.max_steps=2", f"hydra.run.dir={tmp_path / 'lab'}")
     sweep = tmp_path / "sweep"
-    p = _train(["-m", "hydra/sweeper=agora", *FAST, "callbacks=agora", "callbacks.checkpoint.enabled=false",
-                f"agora.labeller.path={tmp_path / 'lab'}", "agora.rounds=0", "agora.k=1", "agora.max_mistakes=4",
-                "agora.holdout_fraction=0.02", "trainer.max_steps=2", "optim.lr=1e-4,1e-3,1e-2",
-                f"hydra.sweep.dir={sweep}"], tmp_path)
-    assert p.returncode == 0, p.stderr[-3000:]
+    train("-m", "hydra/sweeper=agora", *FAST, "callbacks=agora", "callbacks.checkpoint.enabled=false",
+          f"agora.labeller.path={tmp_path / 'lab'}", "agora.rounds=0", "agora.k=1", "agora.max_mistakes=4",
+          "agora.holdout_fraction=0.02", "trainer.max_steps=2", "optim.lr=1e-4,1e-3,1e-2", f"hydra.sweep.dir={sweep}")
     import yaml
 
     res = yaml.safe_load((sweep / "agora_theta.yaml").read_text())
@@ -103,9 +86,8 @@ def test_sweeper_end_to_end_on_rte(tmp_path):
     assert res["best"]["reported"] is not None
 
 
-@pytest.mark.slow
-def test_sweeper_without_callbacks_agora_says_so(tmp_path):
-    p = _train(["-m", "hydra/sweeper=agora", "arch=tiny", "optim.lr=1e-4,1e-3", f"hydra.sweep.dir={tmp_path / 's'}"],
-               tmp_path, timeout=300)
+def test_sweeper_without_callbacks_agora_says_so(tmp_path, train):
+    p = train("-m", "hydra/sweeper=agora", "arch=tiny", "optim.lr=1e-4,1e-3", f"hydra.sweep.dir={tmp_path / 's'}",
+              expect=2, timeout=300)
     out = p.stdout + p.stderr
-    assert p.returncode == 2 and "add callbacks=agora" in out and "Traceback" not in out
+    assert "add callbacks=agora" in out and "Traceback" not in out

@@ -109,7 +109,7 @@ def test_format_exact_small_files_finetune(task_name, make, tmp_path, tokenizer)
     assert {f"val/{m}" for m in task.metrics} <= set(metrics)
 
 
-@pytest.mark.slow
+@pytest.mark.slow          # 41-69 s alone on the shared 2-core box (by load); the bar for the mark is ~20 s
 def test_real_minilm_fits_a_few_multirc_answers(tokenizer, minilm_dir, superglue_root):
     """The learnability check behind docs/tasks.md's MultiRC note: through the same module, collator and
     Lightning loop as train.py, the real MiniLM fits 32 real MultiRC answers (the first passage's, so

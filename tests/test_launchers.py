@@ -32,16 +32,9 @@ def test_an_fptas_sweep_through_submitit_local_extracts_from_the_source_and_resu
     assert "(0 launched now)" in p.stdout + p.stderr
 
 
-def test_the_slurm_launcher_config_composes_with_the_documented_settings():
-    from pathlib import Path
-
-    from hydra import compose, initialize_config_dir
-
-    conf = Path(__file__).resolve().parents[1] / "conf"
-    with initialize_config_dir(str(conf), version_base="1.3"):
-        cfg = compose("config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu",
-                                           "hydra.launcher.gpus_per_node=2", "hydra.launcher.tasks_per_node=2"],
-                      return_hydra_config=True)
+def test_the_slurm_launcher_config_composes_with_the_documented_settings(compose):
+    cfg = compose(["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=2",
+                   "hydra.launcher.tasks_per_node=2"], return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert (launcher.partition, launcher.gpus_per_node, launcher.tasks_per_node) == ("gpu", 2, 2)

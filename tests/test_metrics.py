@@ -107,10 +107,13 @@ def test_grouped_exact_match(seed):
 
 def test_task_metric_names_inputs_and_errors():
     p, t = _labels(0, 64, 2)
+    ref = {"f1": f1_score(t, p), "accuracy": accuracy_score(t, p)}
     by_task = compute_metrics("glue/mrpc", torch.tensor(p), list(t))
     assert list(by_task) == ["f1", "accuracy"] and selection_metric("glue/mrpc") == "f1"
-    assert by_task == compute_metrics(get_task("glue/mrpc"), p.astype(np.float64), torch.tensor(t))
-    assert combined(by_task, "glue/mrpc") == pytest.approx((by_task["f1"] + by_task["accuracy"]) / 2)
+    assert by_task == pytest.approx(ref, abs=1e-6)
+    # any input types (a Task, float predictions, tensor targets): the same scikit-learn values
+    assert compute_metrics(get_task("glue/mrpc"), p.astype(np.float64), torch.tensor(t)) == pytest.approx(ref, abs=1e-6)
+    assert combined(by_task, "glue/mrpc") == pytest.approx((ref["f1"] + ref["accuracy"]) / 2, abs=1e-6)
     assert compute_metrics("acc", p, t) == {"acc": pytest.approx(accuracy_score(t, p))}
     assert [selection_metric(n) for n in ("glue/cola", "glue/stsb", "glue/ax")] == ["mcc", "pearson", "mcc"]
     with pytest.raises(ValueError, match="differ in length"):

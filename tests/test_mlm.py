@@ -11,15 +11,6 @@ SMALL = dict(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_
              max_position_embeddings=40)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: thread hand-offs cost more than they save (and far more on a loaded, shared machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _randomised(model):
     """HF inits LayerNorms to 1/0 and biases to 0; perturb everything so a swapped tensor cannot go unnoticed."""
     torch.manual_seed(1)
@@ -76,8 +67,11 @@ def test_decoder_is_tied_to_word_embeddings():
 
     arch = Arch(1, 2, 16, 32, vocab_size=50, pooler=False)
     m = MaskedLM(Encoder(arch))
-    H, V = arch.hidden, arch.vocab_size
-    assert sum(p.numel() for p in m.parameters()) == arch.num_params() + (H * H + H) + 2 * H + V
+    # transformers' BertForMaskedLM of that shape ties its decoder to the word embeddings: same count
+    hf = BertForMaskedLM(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                    intermediate_size=32, max_position_embeddings=arch.max_positions))
+    assert hf.cls.predictions.decoder.weight is hf.bert.embeddings.word_embeddings.weight
+    assert sum(p.numel() for p in m.parameters()) == hf.num_parameters()
     m.logits(m(torch.randint(0, 50, (2, 5)))).sum().backward()
     assert m.encoder.word_embeddings.weight.grad.abs().sum() > 0
     assert not any(k.startswith("head.") and "embed" in k for k in m.state_dict())

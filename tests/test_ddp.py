@@ -87,3 +87,23 @@ def test_two_process_cpu_ddp_trains_scores_the_whole_dev_set_and_resumes(train, 
     p = train(*common, *ddp, "trainer.max_epochs=2", "resume=auto")
     assert "resuming from" in p.stdout + p.stderr
     assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 12
+
+
+def test_two_process_pretraining_counts_every_rank_and_exports_once(train, tmp_path, superglue_root):
+    # the pre-training stage starts its workers through the same Stage; rank 0 alone exports and writes
+    from bortlab.pretrain.make_corpus import documents
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(list(documents(superglue_root, exclude={"sst2", "cola"}))[:600]) + "\n")
+    run_dir = tmp_path / "pre"
+    train("task=pretrain/mlm", "arch=tiny", "arch.depth=1", "arch.hidden=32", "arch.heads=2", "arch.intermediate=64",
+          f"data.corpus={corpus}", f"data.cache_dir={tmp_path / 'cache'}", "task.eval_every=4", "trainer.max_steps=8",
+          "data.batch_size=8", "task.max_length=64", "data.heldout_max_blocks=16", "trainer.enable_progress_bar=false",
+          "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", f"hydra.run.dir={run_dir}")
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["steps"] == 8 and [s for s, _ in m["curve"]] == [0, 4, 8]
+    # blocks of at most 64 tokens, 8 per batch, 8 steps, on each of 2 ranks: more than one rank can see
+    assert 8 * 8 * 64 < m["tokens"] <= 2 * 8 * 8 * 64
+    assert (run_dir / "export" / "config.json").exists() and (run_dir / "ddp_rank_1.log").exists()
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".") and p.name != ".hydra"]   # no temporaries

@@ -86,7 +86,10 @@ class DistillModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         out = self.losses(batch)
-        self.tokens_seen += int(batch["attention_mask"].sum())
+        seen = batch["attention_mask"].sum()
+        if self.trainer.world_size > 1:       # every rank's tokens: the run's count, not this shard's
+            seen = self.all_gather(seen).sum()
+        self.tokens_seen += int(seen)
         n = int(batch["input_ids"].shape[0])
         self.log_dict({f"train/{k}": v.detach() for k, v in out.items()}, prog_bar=False, batch_size=n)
         self.log("train/tokens", float(self.tokens_seen), batch_size=n)

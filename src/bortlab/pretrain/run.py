@@ -88,6 +88,7 @@ def build_student(cfg: DictConfig, tokenizer, teacher):
 
 def run_pretrain(cfg: DictConfig) -> float:
     from bortlab.curves import Curves, plot_curve
+    from bortlab.distributed import is_rank_zero
     from bortlab.models.hf import check_vocab
     from bortlab.models.mlm import export_mlm, load_mlm
     from bortlab.pretrain.corpus import CorpusDataModule
@@ -137,6 +138,8 @@ def run_pretrain(cfg: DictConfig) -> float:
         if not history.val or history.val[-1][0] != trainer.global_step:
             trainer.validate(module, datamodule=dm, verbose=False)      # the final weights, not the best ones
         final = history.val[-1][1]
+        if not is_rank_zero():        # under DDP, rank 0 alone exports and writes the run's files
+            return float(final["val/loss"])
         export = export_mlm(student, stage.out / "export", tokenizer)
         history.save(stage.out / "history.json")
         plot_curve(history, stage.out / "loss_curve.png", title=f"{t.name} {arch}")

@@ -15,7 +15,6 @@ Checkpoints understood by `load_labeller`:
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from pathlib import Path
 from typing import Optional, Sequence
@@ -23,7 +22,7 @@ from typing import Optional, Sequence
 import torch
 
 from bortlab.config import SetupError
-from bortlab.data.tasks import Task, get_task
+from bortlab.data.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -198,55 +197,20 @@ def match_labels(task: Task, theirs: Sequence, source: str) -> list[int]:
     return [norm.index(w) for w in want]
 
 
-def bortlab_checkpoint(path: Path) -> Path:
-    """A run directory -> its checkpoints/best.ckpt (else last.ckpt); a checkpoint file as it is."""
-    if path.is_dir():
-        for name in ("best.ckpt", "last.ckpt"):
-            if (path / "checkpoints" / name).exists():
-                return path / "checkpoints" / name
-        raise SetupError(f"agora.labeller.path={path}: a directory with neither config.json (a transformers "
-                         f"checkpoint) nor checkpoints/best.ckpt or last.ckpt (a bortlab run).")
-    return path
-
-
 def load_bortlab(path: Path, task: Task) -> ModelLabeller:
-    from omegaconf import OmegaConf
+    from bortlab.finetune.checkpoint import load_finetuned
 
-    from bortlab.config import register_resolvers
-    from bortlab.models.build import build_model, build_tokenizer
-
-    ckpt = bortlab_checkpoint(path)
-    run_dir = ckpt.parent.parent
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    own = (state.get("hyper_parameters") or {}).get("task")
-    if not own:
-        raise SetupError(f"{ckpt} records no task in its hyper-parameters; is it a bortlab fine-tuning checkpoint?")
-    own_task = get_task(own)
+    run = load_finetuned(path, what="agora.labeller.path")
+    own_task, ckpt = run.task, run.checkpoint
     if own_task.kind != task.kind or (task.kind == "multiple_choice" and own_task.num_choices != task.num_choices):
-        raise SetupError(f"The labeller {ckpt} was trained on {own} ({own_task.kind}) but the task is {task.name} "
-                         f"({task.kind}); its outputs cannot be {task.name}'s labels.")
-    columns = match_labels(task, own_task.labels, f"{ckpt} (trained on {own})") if task.kind == "classification" else []
-    cfg_path = run_dir / ".hydra" / "config.yaml"
-    if not cfg_path.exists():
-        raise SetupError(f"The labeller {ckpt}: no {cfg_path} to rebuild its model from. Pass a checkpoint "
-                         f"inside a run directory written by train.py, or an exported transformers directory.")
-    register_resolvers()
-    cfg = OmegaConf.load(cfg_path)
-    tokenizer = build_tokenizer(cfg)
-    metrics = run_dir / "metrics.json"
-    if metrics.exists():           # the shape actually built (pooler, vocab...): no need to load pre-trained weights
-        cfg.arch = OmegaConf.create(json.loads(metrics.read_text())["arch"])
-        cfg.model.init = "scratch"
-    model, _ = build_model(cfg, own_task, tokenizer)
-    weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
-    try:
-        model.load_state_dict(weights, strict=True)
-    except RuntimeError as e:
-        raise SetupError(f"The labeller {ckpt} does not fit the model rebuilt from {cfg_path}: {str(e)[:300]}") from e
-    log.info("agora labeller: %s (trained on %s)", ckpt, own)
-    return ModelLabeller(model, tokenizer, task, columns, name=f"bortlab:{run_dir.name}",
-                         max_length=cfg.data.get("max_length") or cfg.task.get("max_length"), trained_on=own,
-                         passage_fit=cfg.data.get("passage_fit", "cut"))   # runs from before the option: cut
+        raise SetupError(f"The labeller {ckpt} was trained on {own_task.name} ({own_task.kind}) but the task is "
+                         f"{task.name} ({task.kind}); its outputs cannot be {task.name}'s labels.")
+    columns = (match_labels(task, own_task.labels, f"{ckpt} (trained on {own_task.name})")
+               if task.kind == "classification" else [])
+    return ModelLabeller(run.model, run.tokenizer, task, columns, name=f"bortlab:{run.run_dir.name}",
+                         max_length=run.cfg.data.get("max_length") or run.cfg.task.get("max_length"),
+                         trained_on=own_task.name,
+                         passage_fit=run.cfg.data.get("passage_fit", "cut"))   # runs from before the option: cut
 
 
 def load_hf(name: str, task: Task, labels: Optional[Sequence] = None) -> ModelLabeller:

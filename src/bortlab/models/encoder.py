@@ -109,6 +109,8 @@ class Layer(nn.Module):
         (addmm_ with beta=1): one pass over (N, H) fewer than linear-then-add, in training too."""
         if self.training and self.p_drop > 0:
             return residual + F.dropout(lin(inp), self.p_drop, True)
+        if type(lin.weight.data) is not torch.Tensor:      # a quantized weight (int8): only its Linear knows it
+            return residual + lin(inp)
         return torch.add(residual, lin.bias).addmm_(inp, lin.weight.t())
 
     def forward(self, x: torch.Tensor, b: _Batch) -> torch.Tensor:

@@ -186,10 +186,11 @@ def _not_found(name: str, revision, err: Exception | None, where: str) -> Checkp
 
 def load_pretrained(name_or_path: str | os.PathLike, *, revision: str | None = None,
                     trust_remote_code: bool = False, dropout: float | None = None,
-                    local_files_only: bool = False) -> Encoder:
+                    local_files_only: bool = False, precision: str = "fp32") -> Encoder:
     """Load a BERT/RoBERTa/Bort checkpoint (hub id or local dir, any head class) into an `Encoder`.
 
-    `dropout` overrides both hidden and attention dropout. Raises `CheckpointNotFoundError` when nothing can
+    `dropout` overrides both hidden and attention dropout. `precision` other than fp32 (bf16, int8: see
+    `bortlab.models.precision`) returns the encoder ready for inference in that precision, in eval mode. Raises `CheckpointNotFoundError` when nothing can
     be found, with the original exception chained."""
     from transformers import AutoConfig, AutoModel
     name = os.fspath(name_or_path)
@@ -229,6 +230,10 @@ def load_pretrained(name_or_path: str | os.PathLike, *, revision: str | None = N
         arch = arch.replace(dropout=dropout, attention_dropout=dropout)
     enc = Encoder(arch)
     enc.load_state_dict(encoder_state_from_hf(model.state_dict(), arch), strict=True)
+    if precision != "fp32":
+        from bortlab.models.precision import apply_precision
+
+        apply_precision(enc, precision)
     return enc
 
 

@@ -43,3 +43,23 @@ def test_an_unknown_precision_is_a_setup_error(minilm_dir):
 
     with pytest.raises(SetupError, match="precision='fp8' is not one of fp32, bf16, int8"):
         load_pretrained(minilm_dir, precision="fp8")
+
+
+def test_a_run_scores_dev_and_predicts_test_in_its_eval_precision(tmp_path, compose, data_root):
+    # eval.precision: the best model is scored again, as deployed; the submission comes from that model
+    import json
+
+    from bortlab.run import run
+
+    common = ["arch=tiny", "task=glue/rte", f"data.root={data_root}", "trainer.max_steps=4", "data.batch_size=8", "task.max_length=48", "logger=none",
+              "trainer.enable_progress_bar=false", "predict=true"]
+    run(compose([*common, "eval.precision=bf16", f"+output_dir={tmp_path / 'bf16'}"]))
+    m = json.loads((tmp_path / "bf16" / "metrics.json").read_text())
+    assert m["eval_precision"] == "bf16" and set(m["dev_at_precision"]) == {"val/accuracy"}
+    # the same 277 dev rows as the fp32 score, by the bf16 model: at most a few of them flip
+    assert abs(m["dev_at_precision"]["val/accuracy"] - m["dev"]["val/accuracy"]) <= 5 / 277
+    assert len((tmp_path / "bf16" / "submission" / "RTE.tsv").read_text().splitlines()) == 3000 + 1
+    from bortlab.config import SetupError
+
+    with pytest.raises(SetupError, match="eval.precision='int4'"):
+        run(compose([*common, "eval.precision=int4", f"+output_dir={tmp_path / 'bad'}"]))

@@ -94,6 +94,9 @@ def check_config(cfg: DictConfig) -> None:
         raise SetupError(f"resume={resume}: no such checkpoint file. Pass the path of a .ckpt (e.g. "
                          "<run dir>/checkpoints/last.ckpt), or resume=auto with hydra.run.dir=<the run dir> to "
                          "continue from its last.ckpt.")
+    from bortlab.models.precision import check_precision
+
+    check_precision(OmegaConf.select(cfg, "eval.precision", default="fp32"), "eval.precision")
     check_paths(cfg)
 
 

@@ -34,6 +34,18 @@ def _predict_split(module, dm, split: str) -> torch.Tensor:
     return torch.cat(logits)[order]
 
 
+def evaluate(module, dm) -> dict[str, float]:
+    """Dev metrics of `module` over every dev split of `dm`, named as the training loop logs them."""
+    from bortlab.data.scoring import score
+
+    out = {}
+    for k, split in enumerate(dm.dev_splits):
+        dm.load_split(split)
+        for name, value in score(dm.task, _predict_split(module, dm, split), dm.rows[split]).items():
+            out[f"val/{name}" if k == 0 else f"val_{split}/{name}"] = float(value)
+    return out
+
+
 def predict_test(module, dm, out_dir: Path) -> Path | None:
     from bortlab.data.submission import write_submission
 

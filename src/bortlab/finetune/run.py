@@ -8,6 +8,7 @@ the test predictions in the leaderboard format under `submission/`.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
 
@@ -62,11 +63,20 @@ def run_finetune(cfg: DictConfig) -> float:
         objective = 1.0 - dev[selection]
         if not is_rank_zero():        # under DDP, rank 0 alone predicts and writes the run's files
             return float(objective)
+        precision = str(OmegaConf.select(cfg, "eval.precision", default="fp32"))
+        served, at_precision = module, None
+        if precision != "fp32":      # the model as it will be deployed: its dev scores, its test predictions
+            from bortlab.models.precision import apply_precision
+            from bortlab.predict import evaluate
+
+            served = FineTuneModule(apply_precision(copy.deepcopy(module.model), precision), task)
+            at_precision = evaluate(served, dm)
+            log.info("%s dev in %s: %s", task.name, precision, ", ".join(f"{k}={v:.4f}" for k, v in at_precision.items()))
         submission = None
         if cfg.get("predict", False):
             from bortlab.predict import predict_test
 
-            submission = predict_test(module, dm, stage.out / "submission")
+            submission = predict_test(served, dm, stage.out / "submission")
         curves.save(stage.out / "history.json")
         curves.plot(stage.out / "curves.png", title=f"{task.name} {arch}")
         result = {
@@ -77,6 +87,7 @@ def run_finetune(cfg: DictConfig) -> float:
             "steps": int(trainer.global_step), "train_seconds": stage.seconds,
             "processes": int(trainer.world_size),
             "best_checkpoint": best, "submission": str(submission) if submission else None,
+            "eval_precision": precision, "dev_at_precision": at_precision,
         }
         stage.finish(result, final={"objective": objective, **dev})
         log.info("%s dev: %s; objective %.4f (metrics.json in %s)", task.name,

@@ -63,3 +63,23 @@ def test_a_run_scores_dev_and_predicts_test_in_its_eval_precision(tmp_path, comp
 
     with pytest.raises(SetupError, match="eval.precision='int4'"):
         run(compose([*common, "eval.precision=int4", f"+output_dir={tmp_path / 'bad'}"]))
+
+
+def test_bf16_mixed_training_on_cpu_tracks_fp32(tmp_path, compose, data_root):
+    # autocast: the encoder's fused in-place projection would mix bf16 and fp32. Same seed, same batches: the
+    # bf16-mixed run's training losses follow the fp32 run's to bf16 precision, and are not the same numbers
+    import json
+
+    from bortlab.run import run
+
+    curves = {}
+    for precision in ("32-true", "bf16-mixed"):
+        out = tmp_path / precision
+        run(compose(["arch=tiny", "task=glue/sst2", f"data.root={data_root}", "trainer.max_steps=12", "data.batch_size=16",
+                     "task.max_length=32", "trainer.limit_val_batches=1", f"trainer.precision={precision}",
+                     "logger=none", "optim.lr=1e-3", "trainer.enable_progress_bar=false", "predict=false",
+                     "trainer.log_every_n_steps=1", f"+output_dir={out}"]))
+        curves[precision] = [loss for _, loss in json.loads((out / "history.json").read_text())["train"]]
+    fp32, bf16 = curves["32-true"], curves["bf16-mixed"]
+    assert len(fp32) == len(bf16) == 12
+    assert max(abs(a - b) for a, b in zip(fp32, bf16)) < 0.03 and fp32 != bf16

@@ -270,3 +270,14 @@ def test_pretraining_takes_its_callbacks_from_the_config(tmp_path, real_corpus, 
                           "callbacks.early_stopping.patience=1", f"+output_dir={tmp_path / 'es'}"]))
     m = json.loads((tmp_path / "es" / "metrics.json").read_text())
     assert m["steps"] < 6 and m["best_checkpoint"].endswith("best.ckpt")
+
+
+def test_bf16_mixed_pretraining_on_cpu(tmp_path, real_corpus, compose):
+    from bortlab.pretrain.run import run_pretrain
+
+    loss = run_pretrain(compose(["task=pretrain/mlm", "arch=tiny", "arch.depth=1", "arch.hidden=32", "arch.heads=2",
+                                 "arch.intermediate=64", f"data.corpus={real_corpus}", f"data.cache_dir={tmp_path / 'c'}",
+                                 "task.eval_every=10", "trainer.max_steps=20", "task.optim.lr=3e-3",
+                                 "trainer.precision=bf16-mixed", *FAST, f"+output_dir={tmp_path / 'r'}"]))
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert m["steps"] == 20 and loss < m["initial_heldout"]["val/loss"]

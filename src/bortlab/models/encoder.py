@@ -109,7 +109,9 @@ class Layer(nn.Module):
         (addmm_ with beta=1): one pass over (N, H) fewer than linear-then-add, in training too."""
         if self.training and self.p_drop > 0:
             return residual + F.dropout(lin(inp), self.p_drop, True)
-        if type(lin.weight.data) is not torch.Tensor:      # a quantized weight (int8): only its Linear knows it
+        # a quantized weight (int8) is only understood by its Linear; under autocast (bf16-mixed training) the
+        # in-place addmm_ is not cast, so both go through the Linear
+        if type(lin.weight.data) is not torch.Tensor or torch.is_autocast_enabled(inp.device.type):
             return residual + lin(inp)
         return torch.add(residual, lin.bias).addmm_(inp, lin.weight.t())
 

@@ -119,6 +119,8 @@ def main(argv=None) -> None:
     ap.add_argument("--attention", choices=["auto", "grid", "per-sequence"], default="auto",
                     help="bortlab's attention layout for padded batches (Encoder.per_sequence_attention)")
     ap.add_argument("--max-batches", type=int, default=None, help="use only the first N RTE batches (quick runs)")
+    ap.add_argument("--precisions", default="", help="also time bortlab in these precisions (e.g. bf16,int8) and "
+                    "transformers with torch.ao's per-tensor int8 quantize_dynamic; adds a second table")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from transformers import AutoTokenizer
@@ -155,7 +157,51 @@ def main(argv=None) -> None:
                 print(f"| {shape} {arch} ({label}) | {name} | {t['bortlab']:.1f} | {t['hf_sdpa']:.1f} | "
                       f"{t['hf_eager']:.1f} | {t['hf_sdpa'] / t['bortlab']:.2f}x | {t['hf_eager'] / t['bortlab']:.2f}x | "
                       f"{max_diff(models, batches):.1e} |", flush=True)
+    if args.precisions:
+        precision_table(args, tokenizer)
     print(f"\nload average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+def precision_table(args, tokenizer) -> None:
+    """bortlab fp32/bf16/int8 against transformers fp32 (sdpa) and its per-tensor int8, one model at a time
+    interleaved as above; fidelity = min cosine of real-token hidden states to transformers fp32."""
+    import copy
+
+    from bortlab.models.precision import apply_precision
+
+    precisions = [p for p in args.precisions.split(",") if p]
+    print("\n| shape | workload | " + " | ".join(f"bortlab {p}" for p in ["fp32", *precisions]) +
+          " | HF fp32 | HF int8 dynamic | best bortlab / HF fp32 | best bortlab / HF int8 | min cosine (int8 HF; " +
+          ", ".join(precisions) + ") |")
+    print("|" + "---|" * (8 + len(precisions)))
+    with tempfile.TemporaryDirectory() as work:
+        for shape in args.shapes.split(","):
+            arch, base = build(shape, work)
+            models = {"bortlab fp32": base["bortlab"]}
+            for p in precisions:
+                models[f"bortlab {p}"] = apply_precision(copy.deepcopy(base["bortlab"]), p)
+            models["HF fp32"] = base["hf_sdpa"]
+            models["HF int8"] = torch.ao.quantization.quantize_dynamic(copy.deepcopy(base["hf_sdpa"]),
+                                                                        {torch.nn.Linear}, dtype=torch.qint8)
+            g = torch.Generator().manual_seed(0)
+            ids = torch.randint(1000, min(arch.vocab_size, 30000), (args.batch_size, args.length), generator=g)
+            fixed = [{"input_ids": ids, "attention_mask": torch.ones_like(ids),
+                      "token_type_ids": torch.zeros_like(ids) if arch.type_vocab_size > 1 else None}] * 5
+            real = rte_batches(args.data, tokenizer, args.batch_size, arch.type_vocab_size > 1)[:args.max_batches]
+            for name, batches in ((f"{args.batch_size}x{args.length}, no padding", fixed), ("RTE dev", real)):
+                t = time_interleaved(models, batches, args.repeats, args.warmup)
+                best = min(t[n] for n in models if n.startswith("bortlab"))
+                with torch.inference_mode():
+                    ref = run(models["HF fp32"], real[:8])
+                    cos = []
+                    for n in ["HF int8", *(f"bortlab {p}" for p in precisions)]:
+                        outs = run(models[n], real[:8])
+                        cos.append(min(torch.nn.functional.cosine_similarity(
+                            hidden(o).float()[b["attention_mask"].bool()], hidden(r)[b["attention_mask"].bool()],
+                            dim=-1).min().item() for o, r, b in zip(outs, ref, real[:8])))
+                print(f"| {shape} | {name} | " + " | ".join(f"{t[n]:.1f}" for n in models) +
+                      f" | {t['HF fp32'] / best:.2f}x | {t['HF int8'] / best:.2f}x | " +
+                      ", ".join(f"{c:.4f}" for c in cos) + " |", flush=True)
 
 
 if __name__ == "__main__":

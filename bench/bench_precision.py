@@ -1,0 +1,149 @@
+"""Each inference path's dev score beside its speed, on fine-tuned runs and their real dev sets.
+
+    python bench/bench_precision.py RUN_DIR [RUN_DIR ...] --threads 2 --out bench/results/precision.jsonl
+
+Paths, all with the run's own weights: bortlab fp32 / bf16 / int8 (torchao: int8 per-channel weights,
+per-token activations), transformers fp32 on the exported classifier (`python -m bortlab.export`),
+transformers with `torch.ao.quantization.quantize_dynamic` int8 (per-tensor activations: the fastest
+transformers CPU path, deprecated), and ONNX Runtime fp32 on the exported `model.onnx`. Every path sees the
+same batches: the dev split in the datamodule's length-grouped batches of 8, each padded to its longest
+row. Paths are interleaved batch by batch in a rotating order; the median over repeats of the whole dev pass is
+reported with the speed-up over transformers fp32. Dev scores come from the first pass, through the task's
+official metrics. One JSON line per run is appended to --out; runs already there are skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def paths_for(run, export_dir: Path) -> dict:
+    """name -> callable(batch) -> float logits."""
+    import onnxruntime as ort
+    from transformers import AutoModelForMultipleChoice, AutoModelForSequenceClassification
+
+    from bortlab.models.precision import apply_precision
+
+    def bortlab(model):
+        return lambda b: model(b["input_ids"], attention_mask=b["attention_mask"],
+                               token_type_ids=b.get("token_type_ids")).float()
+
+    cls = AutoModelForMultipleChoice if run.task.kind == "multiple_choice" else AutoModelForSequenceClassification
+    hf = cls.from_pretrained(export_dir).eval()
+    hf_int8 = torch.ao.quantization.quantize_dynamic(copy.deepcopy(hf), {torch.nn.Linear}, dtype=torch.qint8)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+
+    def transformers(model):
+        return lambda b: model(**{k: b[k] for k in names if k in b}).logits.float()
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(str(export_dir / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+    feeds = [i.name for i in session.get_inputs()]
+    return {
+        "bortlab fp32": bortlab(run.model),
+        "bortlab bf16": bortlab(apply_precision(copy.deepcopy(run.model), "bf16")),
+        "bortlab int8": bortlab(apply_precision(copy.deepcopy(run.model), "int8")),
+        "HF fp32": transformers(hf),
+        "HF int8 dynamic": transformers(hf_int8),
+        "ONNX Runtime fp32": lambda b: torch.from_numpy(session.run(None, {k: b[k].numpy() for k in feeds})[0]),
+    }
+
+
+def bench_run(run_dir: str, data_root: str, repeats: int) -> dict:
+    from bortlab.data.datamodule import TaskDataModule
+    from bortlab.data.scoring import score
+    from bortlab.export import export_run
+    from bortlab.finetune.checkpoint import load_finetuned
+
+    run = load_finetuned(run_dir)
+    dm = TaskDataModule(run.task, run.tokenizer, root=data_root, max_length=run.max_length, eval_batch_size=8,
+                        use_token_types=run.model.encoder.arch.uses_token_types,
+                        passage_fit=run.cfg.data.get("passage_fit", "cut"))
+    split = dm.dev_splits[0]
+    batches = list(dm.eval_loader(split))
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = paths_for(run, export_run(run_dir, Path(tmp) / "export", onnx=True))
+        names = list(paths)
+        logits = {n: [] for n in names}
+        seconds = {n: [] for n in names}
+        with torch.inference_mode():
+            for r in range(repeats + 1):              # pass 0 warms up and collects the logits
+                total = dict.fromkeys(names, 0.0)
+                for i, b in enumerate(batches):
+                    k = (r + i) % len(names)
+                    for n in names[k:] + names[:k]:
+                        t0 = time.perf_counter()
+                        out = paths[n](b)
+                        total[n] += time.perf_counter() - t0
+                        if r == 0:
+                            logits[n].append(out)
+                if r:
+                    for n in names:
+                        seconds[n].append(total[n])
+    index = torch.cat([b["index"] for b in batches])
+    order = index.argsort()
+    rows = [dm.rows[split][i] for i in index[order].tolist()]
+    result = {"run": str(run_dir), "task": run.task.name, "arch": list(run.model.encoder.arch.tuple),
+              "rows": len(rows), "batches": len(batches), "paths": {}}
+    for n in names:
+        scores = score(run.task, torch.cat(logits[n])[order], rows)
+        result["paths"][n] = {"dev": scores, "seconds": statistics.median(seconds[n])}
+    return result
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| task | path | dev | Δ vs bortlab fp32 (points) | dev pass (s) | speed-up over HF fp32 |", "|" + "---|" * 6]
+    for res in results:
+        base = res["paths"]["bortlab fp32"]["dev"]
+        hf = res["paths"]["HF fp32"]["seconds"]
+        for n, p in res["paths"].items():
+            metric = next(iter(p["dev"]))
+            delta = 100 * (p["dev"][metric] - base[metric])
+            lines.append(f"| {res['task']} ({res['rows']} rows) | {n} | {metric} {p['dev'][metric]:.4f} | "
+                         f"{delta:+.1f} | {p['seconds']:.2f} | {hf / p['seconds']:.2f}x |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", help="fine-tuning run directories")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--data", default=os.environ.get("BORTLAB_DATA") or "../shared/data")
+    ap.add_argument("--out", type=Path, default=Path("bench/results/precision.jsonl"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from transformers.utils import logging as tlog
+
+    tlog.set_verbosity_error()
+    tlog.disable_progress_bar()
+    done = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.exists() else []
+    print(f"python bench/bench_precision.py {' '.join(argv if argv is not None else sys.argv[1:])}")
+    print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs; "
+          f"torch {torch.__version__}, {args.threads} threads")
+    for run_dir in args.runs:
+        if any(d["run"] == str(run_dir) for d in done):
+            continue
+        res = bench_run(run_dir, args.data, args.repeats)
+        res["load_after"] = os.getloadavg()[0]
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "a") as f:          # one line per finished run: a rerun skips it
+            f.write(json.dumps(res) + "\n")
+        done.append(res)
+        print(f"{run_dir}: done", flush=True)
+    print(table([d for d in done if d["run"] in map(str, args.runs)]))
+    print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()

@@ -7,7 +7,7 @@ per-token activations), transformers fp32 on the exported classifier (`python -m
 transformers with `torch.ao.quantization.quantize_dynamic` int8 (per-tensor activations: the fastest
 transformers CPU path, deprecated), and ONNX Runtime fp32 on the exported `model.onnx`. Every path sees the
 same batches: the dev split in the datamodule's length-grouped batches of 8, each padded to its longest
-row. Paths are interleaved batch by batch in a rotating order; the median over repeats of the whole dev pass is
+row. Paths are interleaved batch by batch in a random order (seeded) per batch; the median over repeats of the whole dev pass is
 reported with the speed-up over transformers fp32. Dev scores come from the first pass, through the task's
 official metrics. One JSON line per run is appended to --out; runs already there are skipped.
 """
@@ -17,6 +17,7 @@ import argparse
 import copy
 import json
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -47,6 +48,8 @@ def paths_for(run, export_dir: Path) -> dict:
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()
+    # ORT's pool spins after each run by default: the next path measured would share the CPUs with it
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(export_dir / "model.onnx"), opts, providers=["CPUExecutionProvider"])
     feeds = [i.name for i in session.get_inputs()]
     return {
@@ -76,12 +79,14 @@ def bench_run(run_dir: str, data_root: str, repeats: int) -> dict:
         names = list(paths)
         logits = {n: [] for n in names}
         seconds = {n: [] for n in names}
+        rng = random.Random(0)
         with torch.inference_mode():
             for r in range(repeats + 1):              # pass 0 warms up and collects the logits
                 total = dict.fromkeys(names, 0.0)
-                for i, b in enumerate(batches):
-                    k = (r + i) % len(names)
-                    for n in names[k:] + names[:k]:
+                for b in batches:
+                    # a fresh order per batch: no path always follows the same other path (whose thread pool or
+                    # cache state would then always tax it)
+                    for n in rng.sample(names, len(names)):
                         t0 = time.perf_counter()
                         out = paths[n](b)
                         total[n] += time.perf_counter() - t0

@@ -27,7 +27,7 @@ def _inputs(task, batch: int, length: int, seed: int) -> dict[str, torch.Tensor]
     shape = (batch, task.num_choices, length) if task.kind == "multiple_choice" else (batch, length)
     ids = torch.randint(1000, 2000, shape, generator=g)
     mask = torch.ones(shape, dtype=torch.long)
-    mask[..., length - length // 4:][:1] = 0          # the first example padded at its end
+    mask[0, ..., length - length // 4:] = 0            # the first example padded at its end
     types = torch.zeros(shape, dtype=torch.long)
     types[..., length // 2:] = 1
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}

@@ -72,14 +72,14 @@ class Instance:
 
 
 # ---- the methods, each returning the architectures it evaluated ------------------------------------
-def run_fptas(inst: Instance, eps: float, rule: str = "abnc") -> list[Arch]:
+def run_fptas(inst: Instance, eps: float, rule: str = "abnc", refine: float = 0.0) -> list[Arch]:
     seen = []
 
     def evaluate(pairs):
         seen.extend(a for a, _ in pairs)
         return [inst.error[a] for a, _ in pairs]
 
-    search(inst.cands, evaluate, eps, representative=rule)
+    search(inst.cands, evaluate, eps, representative=rule, refine=refine)
     return seen
 
 
@@ -210,6 +210,73 @@ def synthetic(seeds: int) -> None:
     plot_synthetic(ratio_rows, budget_rows)
 
 
+# ---- equal evaluations: FPTAS (ε pass, and ε pass + refinement) vs random search vs NSGA-II ----------
+COMPARE_EPS = [0.1, 0.2, 0.5]
+FAMILIES = ["capacity", "shape", "noisy", "threshold"]
+RESULTS = ROOT / "bench" / "results" / "fptas_compare.jsonl"
+
+
+def compare(spaces: list[str], families: list[str], seeds: int, refines: list[float], out: Path) -> list[dict]:
+    """One line per (space, family, ε, instance seed, refine, method) in `out` (jsonl, resumable: lines
+    already there are not recomputed). Each method gets the distinct architectures the FPTAS evaluated."""
+    import json
+
+    done = {}
+    if out.exists():
+        for line in out.read_text().splitlines():
+            r = json.loads(line)
+            done[(r["space"], r["family"], r["eps"], r["seed"], r["refine"], r["method"])] = r
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "a") as f:
+        for sp in spaces:
+            cands = space(sp)
+            for kind in families:
+                for seed in range(seeds):
+                    inst = None
+                    for eps in COMPARE_EPS:
+                        for refine in refines:
+                            keys = [(sp, kind, eps, seed, refine, m) for m in ("fptas", "random", "nsga2")]
+                            if all(k in done for k in keys):
+                                continue
+                            t = time.time()
+                            inst = inst or Instance(cands, ABnCInstance.sample(seed, cands, kind=kind).error)
+                            fptas = run_fptas(inst, eps, refine=refine)
+                            budget = len(set(fptas))
+                            runs = {"fptas": fptas, "random": run_random(inst, budget, seed),
+                                    "nsga2": run_nsga2(inst, budget, seed)}
+                            for key, evaluated in zip(keys, runs.values()):
+                                row = dict(zip(("space", "family", "eps", "seed", "refine", "method"), key), n=len(cands),
+                                           budget=budget, w=inst.best_w(evaluated) / inst.w_star,
+                                           hv=inst.hv(evaluated) / inst.hv_star)
+                                done[key] = row
+                                f.write(json.dumps(row) + "\n")
+                            f.flush()
+                            print(f"[{sp}/{kind} seed {seed} eps {eps} refine {refine}: budget {budget}, "
+                                  f"{time.time() - t:.1f}s]", file=sys.stderr)
+    return list(done.values())
+
+
+def compare_table(rows: list[dict]) -> list[dict]:
+    """Means and worst over instance seeds: W ratio (worst, mean), HV ratio (mean) per method."""
+    groups: dict[tuple, dict] = {}
+    for r in rows:
+        g = groups.setdefault((r["space"], r["family"], r["eps"], r["refine"]), {})
+        g.setdefault(r["method"], []).append(r)
+    out = []
+    for (sp, kind, eps, refine), g in sorted(groups.items(), key=lambda kv: (kv[0][0], FAMILIES.index(kv[0][1]), kv[0][2], kv[0][3])):
+        row = dict(space=f"{sp} ({g['fptas'][0]['n']})", family=kind, eps=eps, refine=refine,
+                   budget=statistics.mean(r["budget"] for r in g["fptas"]))
+        for m in ("fptas", "random", "nsga2"):
+            w = [r["w"] for r in g[m]]
+            row[f"W {m} mean"] = statistics.mean(w)
+            row[f"W {m} worst"] = min(w)
+        for m in ("fptas", "random", "nsga2"):
+            row[f"HV {m}"] = statistics.mean(r["hv"] for r in g[m])
+        row["below 1-eps"] = f"{sum(r['w'] < 1 - eps for r in g['fptas'])}/{len(g['fptas'])}"
+        out.append(row)
+    return out
+
+
 # ---- the small real instance -------------------------------------------------------------------------
 REAL = dict(task="SST-2", steps=120, batch=32, max_len=48, lr=1e-3, seed=0)
 
@@ -326,12 +393,20 @@ def real(seeds: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["synthetic", "real-train", "real", "all"])
+    ap.add_argument("what", choices=["synthetic", "compare", "real-train", "real", "all"])
+    ap.add_argument("--spaces", default="paper,fine", help="compare: comma-separated spaces")
+    ap.add_argument("--families", default=",".join(FAMILIES), help="compare: comma-separated synthetic families")
+    ap.add_argument("--refine", default="0,1", help="compare: refinement budgets (multiples of the epsilon pass)")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="compare: jsonl of per-instance results (resumable)")
     ap.add_argument("--seeds", type=int, default=50, help="synthetic instances per space (real: seeds of the baselines)")
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("BORTLAB_DATA", ROOT.parent / "shared" / "data" / "glue")))
     args = ap.parse_args()
     if args.what in ("synthetic", "all"):
         synthetic(args.seeds)
+    if args.what == "compare":
+        rows = compare(args.spaces.split(","), args.families.split(","), args.seeds,
+                       [float(r) for r in args.refine.split(",")], args.out)
+        print_table(compare_table(rows), "Equal evaluations: W ratio to the exhaustive optimum and hypervolume ratio")
     if args.what == "real-train":
         real_train(args.data)
     if args.what in ("real", "all"):

@@ -4,15 +4,27 @@
 
 1. p(ξ), i(ξ) for every candidate (analytic by default): O(|Ξ|), no training. The maximum point T has
    p(T) = max p and i(T) = max i over the space, or the costs of a given `source` architecture.
-2. Candidates that differ only in a *cost-neutral* field (`fold`, default the head count A: with
-   head_dim = H/A it leaves p unchanged) form a family; a family is one unit of the partition and its
-   members are searched like hyperparameters, i.e. folded into Θ.
-3. ε-partition: cell = (⌊log_{1+ε} p⌋, ⌊log_{1+ε} i⌋) of the family's cheapest costs. One representative
-   family per non-empty cell, chosen by the ABnC order (`representative_key`).
-4. Every member of every representative family is evaluated under every θ (in batches of `max_batch_size`);
-   e = min over θ; a failed evaluation is inf, recorded, and bounded by `max_failure_rate`.
-5. W(ξ) = (p(T) − p(ξ))(i(T) − i(ξ)) / (p(T) i(T) e(ξ)); the answer is argmax W, plus the non-dominated
+2. ε-partition on the quantity W multiplies, S = (p_T − p)(i_T − i) / (p_T i_T): cell(ξ) = ⌊log_w S(ξ)⌋ with
+   w = `cell_width(ε)` = 1/(1 − ε) for ε ≤ ½ (4ε beyond; always ≤ (1 + ε)²), and one cell for S = 0 (W = 0
+   there; those are partitioned by log(p·i)). Inside a cell S varies by less than w: it is the coarsest partition with that property (cells
+   on log(p_T − p) and log(i_T − i) of width √w would be a refinement of it, with more cells).
+3. Candidates of one cell that differ only in a *cost-neutral* field (`fold`, default the head count A) and
+   have the same p form a family, searched like hyperparameters (folded into Θ).
+4. One representative family per non-empty cell: the largest *capacity* (non-embedding parameters), then the
+   largest S (`representative_key`). Every member of it is evaluated under every θ; e = min over θ.
+5. Anytime refinement (`refine`, bortlab.search.refine): a further budget (by default as many evaluations
+   again) spent on the cheapest family first, then best first on the candidates with the highest predicted W.
+   It only adds evaluations, so the guarantee below is kept.
+6. W(ξ) = (p(T) − p(ξ))(i(T) − i(ξ)) / (p(T) i(T) e(ξ)); the answer is argmax W, plus the non-dominated
    (p, i, e) front of the evaluated candidates.
+
+Guarantee (ABnC premise: the best error a family reaches, over its folded fields and Θ, does not increase
+with capacity). Let ξ* be optimal, F* its family, C its cell and R the representative of C. By the rule,
+cap(R) ≥ cap(F*), so by the premise e(R) ≤ e(F*) ≤ e(ξ*), where e(R) is reached by a member m of R. m and ξ*
+lie in C, so S(m) > S(ξ*) / w. Hence W(answer) ≥ W(m) = S(m) / e(R) > S(ξ*) / (w e(ξ*)) = guarantee(ε) · W*,
+and guarantee(ε) ≥ 1 − ε. (If W* = 0 there is nothing to prove; e = 0 gives W = inf, which the
+representative then also reaches.) Cells on (log p, log i) do not bound S: near T, p_T − p can vary from 0
+to ε p_T inside one of them.
 """
 from __future__ import annotations
 
@@ -26,11 +38,13 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from bortlab.models.arch import Arch
 from bortlab.search.cost import CostModel
 from bortlab.search.pareto import pareto_front
+from bortlab.search.refine import refine_rounds
 from bortlab.search.space import SearchError
 
 log = logging.getLogger(__name__)
 _FIELDS = tuple(f.name for f in dataclasses.fields(Arch))
 
+REFINE = 1.0   # default refinement budget: as many evaluations again as the ε pass made
 Theta = Mapping[str, Any]
 Evaluate = Callable[[list[tuple[Arch, Theta]]], Sequence[Any]]
 
@@ -47,17 +61,18 @@ class Candidate:
     arch: Arch
     p: float
     i: float
-    cell: tuple[int, int]
+    cell: tuple[int | None, int | None]   # (⌊log_b (p_T − p)⌋, ⌊log_b (i_T − i)⌋); None: no saving on that axis
     family: int
-    representative: bool = False
+    representative: bool = False          # its family represents the cell (evaluated by the ε pass)
     errors: dict[str, float] = field(default_factory=dict)  # theta_key -> error (inf = failed)
     e: float | None = None       # min over θ; None until evaluated, inf if every θ failed
     theta: dict | None = None    # the θ reaching e
     W: float | None = None
+    refined: int = 0             # the refinement round that chose it (1, 2, ...); 0: not chosen by refinement
 
     @property
     def status(self) -> str:
-        if not self.representative:
+        if not self.representative and not self.refined:
             return "skipped"
         if self.e is None:
             return "pending"
@@ -79,6 +94,9 @@ class SearchResult:
     epsilon: float
     p_T: float
     i_T: float
+    n_base: int = 0        # evaluations of the ε pass (the part the guarantee rests on)
+    n_rounds: int = 0      # refinement rounds run after it
+    guarantee: float = 0.0  # proven W(best) / W* under the ABnC premise, from the ε pass alone
 
     @property
     def best_row(self) -> Candidate:
@@ -92,30 +110,55 @@ def w_coefficient(p: float, i: float, e: float, p_T: float, i_T: float) -> float
     return saving / (p_T * i_T * e)
 
 
-def cell_of(p: float, i: float, epsilon: float) -> tuple[int, int]:
-    base = math.log1p(epsilon)
-    return (math.floor(math.log(p) / base), math.floor(math.log(i) / base))
+def cell_width(epsilon: float) -> float:
+    """The cell width w on the log S axis: 1/(1 − ε) for ε ≤ ½ (the widest that gives the 1 − ε guarantee),
+    4ε beyond (continuous at ½; the guarantee 1/(4ε) ≥ 1 − ε stays positive for ε ≥ 1). w ≤ (1 + ε)²."""
+    return 1.0 / (1.0 - epsilon) if epsilon <= 0.5 else 4.0 * epsilon
 
 
-def cell_bound(p_min: float, p_max: float, i_min: float, i_max: float, epsilon: float) -> int:
-    """Upper bound on the number of non-empty cells: O(ε⁻²), independent of |Ξ|."""
-    base = math.log1p(epsilon)
-    return (1 + math.floor(math.log(p_max / p_min) / base)) * (1 + math.floor(math.log(i_max / i_min) / base))
+def guarantee(epsilon: float) -> float:
+    """The proven approximation ratio W(answer) / W* under the ABnC premise: 1/w (= 1 − ε for ε ≤ ½)."""
+    return 1.0 - epsilon if epsilon <= 0.5 else 1.0 / (4.0 * epsilon)
+
+
+def _log_width(epsilon: float) -> float:
+    return -math.log1p(-epsilon) if epsilon <= 0.5 else math.log(4.0 * epsilon)
+
+
+def saving(p: float, i: float, p_T: float, i_T: float) -> float:
+    """W's cost factor S = (p_T − p)(i_T − i) / (p_T i_T), in [0, 1]."""
+    return max(p_T - p, 0.0) * max(i_T - i, 0.0) / (p_T * i_T)
+
+
+def cell_of(p: float, i: float, epsilon: float, p_T: float, i_T: float) -> tuple[int | None, int | None]:
+    """(⌊log_w S⌋, None) for a positive saving S; (None, ⌊log_w (p·i)⌋) when S = 0 (W = 0 whatever the error:
+    such candidates only matter for the front, and are partitioned by cost so that ε → 0 still evaluates
+    every candidate)."""
+    s = saving(p, i, p_T, i_T)
+    if s > 0:
+        return (math.floor(math.log(s) / _log_width(epsilon)), None)
+    return (None, math.floor((math.log(p) + math.log(i)) / _log_width(epsilon)))
+
+
+def cell_bound(s_min: float, s_max: float, epsilon: float) -> int:
+    """Upper bound on the number of non-empty cells of candidates with S > 0, given their smallest and
+    largest S: one per w-wide step of log S. O(ε⁻¹ log(S_max/S_min)), independent of |Ξ|. (Candidates
+    with S = 0, usually T's own family, add cells of their own.)"""
+    return 1 + math.floor(math.log(s_max / s_min) / _log_width(epsilon))
 
 
 def representative_key(rule: str) -> Callable[["_Family"], tuple]:
     """The order in which a cell's families compete; the first is the representative.
 
-    'abnc' (default): most parameters in the middle (B) layers first, i.e. `Arch.num_params(non_embedding)`,
-    then deeper, then cheaper. Inside a cell p and i agree within (1+ε), so the cost factor of W is fixed up
-    to that factor and the choice decides e. Under ABnC the embedding (A) and output (C) layers are cheap and
-    carry little of the function, so the candidate spending most of its budget on B layers is the one
-    expected to reach the lowest error after partial training.
-    'cheapest': lowest p, then lowest i (maximises W's cost factor, ignores e; kept for comparison)."""
+    'abnc' (default): the largest capacity (`capacity`, by default the parameters of the middle B layers,
+    `Arch.num_params(non_embedding=True)`), then the largest saving S, then the deeper. Under the ABnC premise
+    (the best error of a family does not increase with capacity) it is the family with the lowest error in
+    the cell, and S varies by less than w inside it: hence the guarantee (module docstring).
+    'cheapest': the largest S (lowest p, then i), ignoring e: no guarantee; kept for comparison."""
     if rule == "abnc":
-        return lambda f: (-f.b_params, -f.depth, f.p, f.i, f.order)
+        return lambda f: (-f.capacity, -f.saving, -f.depth, f.order)
     if rule == "cheapest":
-        return lambda f: (f.p, f.i, -f.b_params, f.order)
+        return lambda f: (-f.saving, f.p, f.i, -f.capacity, f.order)
     raise SearchError(f"Unknown representative rule {rule!r}; use 'abnc' or 'cheapest'.")
 
 
@@ -123,6 +166,8 @@ def representative_key(rule: str) -> Callable[["_Family"], tuple]:
 class _Family:
     members: list[Candidate]
     order: int
+    capacity: float = 0.0
+    saving: float = 0.0
 
     @property
     def p(self) -> float:
@@ -131,10 +176,6 @@ class _Family:
     @property
     def i(self) -> float:
         return min(c.i for c in self.members)
-
-    @property
-    def b_params(self) -> int:
-        return max(c.arch.num_params(non_embedding=True) for c in self.members)
 
     @property
     def depth(self) -> int:
@@ -152,18 +193,29 @@ def search(
     source: Arch | None = None,
     fold: Sequence[str] = ("heads",),
     representative: str = "abnc",
+    capacity: Callable[[Arch], float] | None = None,
+    refine: float = REFINE,
+    budget: int | None = None,
     max_batch_size: int | None = None,
     max_failure_rate: float = 1.0,
     done: Mapping[tuple[Arch, str], float] | None = None,
     on_batch: Callable[[list[Candidate]], None] | None = None,
 ) -> SearchResult:
     """Run the FPTAS. `done` maps (arch, theta_key) to errors already measured (resume): those pairs are
-    not evaluated again. `on_batch(table)` is called after every batch (e.g. to write candidates.csv)."""
+    not evaluated again. `on_batch(table)` is called after every batch (e.g. to write candidates.csv).
+    `capacity(arch)` orders a cell's families (default: non-embedding parameters). After the ε pass,
+    `refine` × its evaluations more (at most half of those it skipped) are spent by the anytime refinement,
+    or up to `budget` (arch, θ) evaluations in all when given (the ε pass always completes: the guarantee
+    needs all of it). refine=0: the ε pass alone, a budget fixed by ε."""
     check_epsilon(epsilon)
     if not 0.0 <= max_failure_rate <= 1.0:
         raise SearchError(f"max_failure_rate must lie in [0, 1], got {max_failure_rate!r}.")
     if max_batch_size is not None and max_batch_size < 1:
         raise SearchError(f"max_batch_size must be >= 1 or None (one batch), got {max_batch_size!r}.")
+    if isinstance(refine, bool) or not isinstance(refine, numbers.Real) or not 0 <= refine < math.inf:
+        raise SearchError(f"refine must be a number >= 0 (extra evaluations as a multiple of the epsilon pass), got {refine!r}.")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget < 0):
+        raise SearchError(f"budget must be a whole number of evaluations >= 0 or None, got {budget!r}.")
     archs = list(dict.fromkeys(candidates))
     if not archs:
         raise SearchError("The FPTAS got no candidate architectures: the search space is empty after constraints.")
@@ -174,6 +226,7 @@ def search(
         raise SearchError(f"Duplicate hyperparameter sets in thetas: {keys}.")
     cost = CostModel()
     params, ops = params or cost.params, ops or cost.ops
+    capacity = capacity or (lambda a: float(a.num_params(non_embedding=True)))
     table = _cost_table(archs, params, ops)
     p_T, i_T = (params(source), ops(source)) if source is not None else (max(c.p for c in table), max(c.i for c in table))
     bigger = [c for c in table if c.p > p_T or c.i > i_T]
@@ -181,56 +234,76 @@ def search(
         raise SearchError(f"{len(bigger)} candidate(s), e.g. {bigger[0].arch}, cost more than the source architecture {source}: "
                           "they are not sub-architectures of it. Shrink the space or drop `source`.")
 
-    # families: members differ only in folded fields *and* have the same p (so A is folded only when it is
-    # truly cost-neutral; with an explicit head_dim, A changes p and each head count is its own family)
+    # families: members of one cell that differ only in folded fields *and* have the same p (so A is folded
+    # only when it is truly cost-neutral; with an explicit head_dim, A changes p and each head count is its
+    # own family). Members are grouped per cell, so every member of a family lies in the family's cell.
     by_key: dict[tuple, _Family] = {}
     for c in table:
-        key = tuple(getattr(c.arch, f) for f in _FIELDS if f not in fold) + (c.p,)
+        c.cell = cell_of(c.p, c.i, epsilon, p_T, i_T)
+        key = tuple(getattr(c.arch, f) for f in _FIELDS if f not in fold) + (c.p, c.cell)
         by_key.setdefault(key, _Family([], len(by_key))).members.append(c)
     families = list(by_key.values())
-    cells: dict[tuple[int, int], list[_Family]] = {}
+    cells: dict[tuple, list[_Family]] = {}
     for fam in families:
-        cell = cell_of(fam.p, fam.i, epsilon)
+        fam.capacity = max(float(capacity(c.arch)) for c in fam.members)
+        fam.saving = saving(fam.p, fam.i, p_T, i_T)
         for c in fam.members:
-            c.cell, c.family = cell, fam.order
-        cells.setdefault(cell, []).append(fam)
+            c.family = fam.order
+        cells.setdefault(fam.members[0].cell, []).append(fam)
     order = representative_key(representative)
-    reps = [min(fams, key=order) for _, fams in sorted(cells.items())]
+    reps = sorted((min(fams, key=order) for fams in cells.values()), key=lambda f: (f.p, f.i, f.order))  # cheapest first
     for fam in reps:
         for c in fam.members:
             c.representative = True
     log.info("FPTAS: %d candidates, %d families, %d cells at epsilon=%g, %d theta(s)", len(table), len(families), len(cells), epsilon, len(thetas))
 
-    # evaluate every (member, θ) of the representatives, reusing `done`
     done = done or {}
-    todo = []
-    for fam in reps:
-        for c in fam.members:
+    state = {"launched": 0}
+
+    def run(chosen: list[Candidate]) -> None:
+        """Evaluate every (candidate, θ) of `chosen`, reusing `done`, in batches of max_batch_size."""
+        todo = []
+        for c in chosen:
             for t, k in zip(thetas, keys):
                 if (c.arch, k) in done and math.isfinite(done[(c.arch, k)]):
                     c.errors[k] = float(done[(c.arch, k)])
                 else:
                     todo.append((c, t, k))
-    size = max_batch_size or max(len(todo), 1)
-    n_launched = 0
-    for start in range(0, len(todo), size):
-        batch = todo[start:start + size]
-        values = list(evaluate([(c.arch, t) for c, t, _ in batch]))
-        if len(values) != len(batch):
-            raise SearchError(f"evaluate returned {len(values)} values for a batch of {len(batch)} jobs; it must return one error per (arch, theta) pair.")
-        for (c, _, k), value in zip(batch, values):
-            c.errors[k] = as_error(value, f"{c.arch} with theta {{{k}}}")
-        n_launched += len(batch)
         _summarise(table, p_T, i_T, theta_of)
-        if on_batch is not None:
-            on_batch(table)
-        evaluated = [v for c in table for v in c.errors.values()]
-        n_failed = sum(not math.isfinite(v) for v in evaluated)
-        if n_failed > max_failure_rate * len(evaluated):
-            raise SearchError(
-                f"{n_failed} of {len(evaluated)} evaluations failed, more than max_failure_rate={max_failure_rate}. "
-                "Look at the failed jobs' logs; the finished ones are kept and a re-run resumes from them."
-            )
+        size = max_batch_size or max(len(todo), 1)
+        for start in range(0, len(todo), size):
+            batch = todo[start:start + size]
+            values = list(evaluate([(c.arch, t) for c, t, _ in batch]))
+            if len(values) != len(batch):
+                raise SearchError(f"evaluate returned {len(values)} values for a batch of {len(batch)} jobs; it must return one error per (arch, theta) pair.")
+            for (c, _, k), value in zip(batch, values):
+                c.errors[k] = as_error(value, f"{c.arch} with theta {{{k}}}")
+            state["launched"] += len(batch)
+            _summarise(table, p_T, i_T, theta_of)
+            if on_batch is not None:
+                on_batch(table)
+            evaluated = [v for c in table for v in c.errors.values()]
+            n_failed = sum(not math.isfinite(v) for v in evaluated)
+            if n_failed > max_failure_rate * len(evaluated):
+                raise SearchError(
+                    f"{n_failed} of {len(evaluated)} evaluations failed, more than max_failure_rate={max_failure_rate}. "
+                    "Look at the failed jobs' logs; the finished ones are kept and a re-run resumes from them."
+                )
+
+    base = [c for fam in reps for c in fam.members]
+    n_base = len(base) * len(thetas)
+    # by default the refinement never takes more than half of what the ε pass leaves unevaluated: the search
+    # stays cheaper than exhaustive search on small spaces too
+    skipped = len(table) * len(thetas) - n_base
+    total = budget if budget is not None else n_base + min(math.floor(refine * n_base), skipped // 2)
+    # refinement round 1, run first: the cheapest family (largest S), the corner every (p, i, e) front has
+    # and the answer whenever the errors hardly differ; the ε pass's representatives are the largest models
+    anchor = max(families, key=lambda f: (f.saving, -f.p, -f.i, -f.order))
+    first = [] if anchor in reps else anchor.members[:max(total - n_base, 0) // len(thetas)]
+    for c in first:
+        c.refined = 1
+    run(first + base)                                         # + the ε pass: the guarantee
+    rounds = refine_rounds(table, run, total, len(thetas), max_batch_size, capacity, p_T, i_T, start=int(bool(first)))
     _summarise(table, p_T, i_T, theta_of)
     ok = [c for c in table if c.W is not None]
     if not ok:
@@ -240,9 +313,10 @@ def search(
     n_eval = sum(len(c.errors) for c in table)
     return SearchResult(
         best=best.arch, best_theta=dict(best.theta or {}), best_W=best.W, best_error=best.e,
-        front=[ok[j] for j in front_idx], table=table, n_evaluations=n_eval, n_launched=n_launched,
+        front=[ok[j] for j in front_idx], table=table, n_evaluations=n_eval, n_launched=state["launched"],
         n_failed=sum(not math.isfinite(v) for c in table for v in c.errors.values()),
         n_cells=len(cells), epsilon=float(epsilon), p_T=p_T, i_T=i_T,
+        n_base=n_base, n_rounds=rounds, guarantee=guarantee(epsilon),
     )
 
 

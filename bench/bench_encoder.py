@@ -28,6 +28,7 @@ from bortlab.models.hf import encoder_state_from_hf, hf_config_from_arch
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "glue" / "RTE" / "dev.tsv"
+DEFAULT_SST2 = HERE.parent.parent / "shared" / "data" / "glue" / "SST-2" / "dev.tsv"
 
 
 def minilm_dir() -> str | None:
@@ -113,14 +114,17 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=3, help="timed passes per workload (median reported)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="RTE dev.tsv")
+    ap.add_argument("--sst2", type=Path, default=DEFAULT_SST2, help="SST-2 dev.tsv (the --precisions table)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--length", type=int, default=128)
     ap.add_argument("--shapes", default="minilm,bort")
     ap.add_argument("--attention", choices=["auto", "grid", "per-sequence"], default="auto",
                     help="bortlab's attention layout for padded batches (Encoder.per_sequence_attention)")
     ap.add_argument("--max-batches", type=int, default=None, help="use only the first N RTE batches (quick runs)")
-    ap.add_argument("--precisions", default="", help="also time bortlab in these precisions (e.g. bf16,int8) and "
-                    "transformers with torch.ao's per-tensor int8 quantize_dynamic; adds a second table")
+    ap.add_argument("--precisions", default="", help="also time bortlab in these precisions (e.g. bf16,int8) "
+                    "against transformers fp32, its per-tensor int8 quantize_dynamic, bf16 and torchao int8, on "
+                    "1 x 128, B x 128, RTE and SST-2 dev; adds a second table")
+    ap.add_argument("--only-precisions", action="store_true", help="skip the fp32 table")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from transformers import AutoTokenizer
@@ -137,6 +141,9 @@ def main(argv=None) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median ms/batch over {args.repeats} "
           f"repeats, implementations interleaved batch by batch; ratio = HF time / bortlab time (> 1: bortlab faster); "
           f"bortlab attention on padded batches: {args.attention}\n")
+    if args.only_precisions:
+        precision_table(args, tokenizer)
+        return
     head = "| shape | workload | bortlab | HF sdpa | HF eager | HF sdpa / bortlab | HF eager / bortlab | max abs diff |"
     print(head + "\n|" + "---|" * 8)
     with tempfile.TemporaryDirectory() as work:
@@ -162,18 +169,53 @@ def main(argv=None) -> None:
     print(f"\nload average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
-def precision_table(args, tokenizer) -> None:
-    """bortlab fp32/bf16/int8 against transformers fp32 (sdpa) and its per-tensor int8, one model at a time
-    interleaved as above; fidelity = min cosine of real-token hidden states to transformers fp32."""
+def faithful_hf(hf, kind: str):
+    """transformers' own faithful fast paths on the same weights: bf16 weights, or torchao int8 (per-channel
+    weights, per-token activations) on its encoder layers' Linears: what bortlab's int8 does to its own."""
     import copy
 
+    model = copy.deepcopy(hf)
+    if kind == "bf16":
+        return model.to(torch.bfloat16)
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+    quantize_(model, Int8DynamicActivationInt8WeightConfig(),
+              filter_fn=lambda m, name: isinstance(m, torch.nn.Linear) and ".layer." in f".{name}")
+    return model
+
+
+def unpadded(arch, batch: int, length: int, calls: int, g: torch.Generator) -> list[dict]:
+    """`calls` copies of one random batch without padding (the same tensors every call)."""
+    ids = torch.randint(1000, min(arch.vocab_size, 30000), (batch, length), generator=g)
+    return [{"input_ids": ids, "attention_mask": torch.ones_like(ids),
+             "token_type_ids": torch.zeros_like(ids) if arch.type_vocab_size > 1 else None}] * calls
+
+
+def sst2_batches(path: Path, tokenizer, batch_size: int, with_types: bool) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    out = []
+    for i in range(0, len(rows), batch_size):
+        enc = tokenizer([r["sentence"] for r in rows[i:i + batch_size]], padding="longest", truncation=True,
+                        max_length=512, return_tensors="pt")
+        out.append({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                    "token_type_ids": enc["token_type_ids"] if with_types else None})
+    return out
+
+
+def precision_table(args, tokenizer) -> None:
+    """bortlab fp32/bf16/int8 against transformers fp32 (sdpa), its per-tensor int8 (fast, unfaithful) and its
+    faithful fast paths (bf16, torchao int8), interleaved as above, on 1 x 128, B x 128 and the real RTE and
+    SST-2 dev lengths; fidelity = min cosine of real-token hidden states to transformers fp32 on real RTE."""
+    precisions = [p for p in args.precisions.split(",") if p]
     from bortlab.models.precision import apply_precision
 
-    precisions = [p for p in args.precisions.split(",") if p]
-    print("\n| shape | workload | " + " | ".join(f"bortlab {p}" for p in ["fp32", *precisions]) +
-          " | HF fp32 | HF int8 dynamic | best bortlab / HF fp32 | best bortlab / HF int8 | min cosine (int8 HF; " +
-          ", ".join(precisions) + ") |")
-    print("|" + "---|" * (8 + len(precisions)))
+    hf_paths = ["HF fp32", "HF int8 dynamic", "HF bf16", "HF int8 torchao"]
+    ours = ["bortlab fp32", *(f"bortlab {p}" for p in precisions)]
+    print("\n| shape | workload | " + " | ".join(ours + hf_paths) + " | best bortlab / HF fp32 | best bortlab / "
+          "HF int8 dynamic | best bortlab / fastest faithful HF | min cosine to HF fp32 (" +
+          ", ".join(ours[1:] + hf_paths[1:]) + ") |")
+    print("|" + "---|" * (5 + len(ours) + len(hf_paths)))
+    import copy
     with tempfile.TemporaryDirectory() as work:
         for shape in args.shapes.split(","):
             arch, base = build(shape, work)
@@ -181,26 +223,31 @@ def precision_table(args, tokenizer) -> None:
             for p in precisions:
                 models[f"bortlab {p}"] = apply_precision(copy.deepcopy(base["bortlab"]), p)
             models["HF fp32"] = base["hf_sdpa"]
-            models["HF int8"] = torch.ao.quantization.quantize_dynamic(copy.deepcopy(base["hf_sdpa"]),
-                                                                        {torch.nn.Linear}, dtype=torch.qint8)
+            models["HF int8 dynamic"] = torch.ao.quantization.quantize_dynamic(
+                copy.deepcopy(base["hf_sdpa"]), {torch.nn.Linear}, dtype=torch.qint8)
+            models["HF bf16"] = faithful_hf(base["hf_sdpa"], "bf16")
+            models["HF int8 torchao"] = faithful_hf(base["hf_sdpa"], "int8")
+            types = arch.type_vocab_size > 1
             g = torch.Generator().manual_seed(0)
-            ids = torch.randint(1000, min(arch.vocab_size, 30000), (args.batch_size, args.length), generator=g)
-            fixed = [{"input_ids": ids, "attention_mask": torch.ones_like(ids),
-                      "token_type_ids": torch.zeros_like(ids) if arch.type_vocab_size > 1 else None}] * 5
-            real = rte_batches(args.data, tokenizer, args.batch_size, arch.type_vocab_size > 1)[:args.max_batches]
-            for name, batches in ((f"{args.batch_size}x{args.length}, no padding", fixed), ("RTE dev", real)):
+            real = rte_batches(args.data, tokenizer, args.batch_size, types)[:args.max_batches]
+            sst2 = sst2_batches(args.sst2, tokenizer, args.batch_size, types)[:args.max_batches]
+            workloads = [(f"1x{args.length}", unpadded(arch, 1, args.length, 20, g)),
+                         (f"{args.batch_size}x{args.length}, no padding", unpadded(arch, args.batch_size, args.length, 5, g)),
+                         ("RTE dev", real), ("SST-2 dev", sst2)]
+            with torch.inference_mode():      # fidelity once per shape, on real RTE text
+                ref = run(models["HF fp32"], real[:8])
+                cos = []
+                for n in ours[1:] + hf_paths[1:]:
+                    outs = run(models[n], real[:8])
+                    cos.append(min(torch.nn.functional.cosine_similarity(
+                        hidden(o).float()[b["attention_mask"].bool()], hidden(r)[b["attention_mask"].bool()],
+                        dim=-1).min().item() for o, r, b in zip(outs, ref, real[:8])))
+            for name, batches in workloads:
                 t = time_interleaved(models, batches, args.repeats, args.warmup)
-                best = min(t[n] for n in models if n.startswith("bortlab"))
-                with torch.inference_mode():
-                    ref = run(models["HF fp32"], real[:8])
-                    cos = []
-                    for n in ["HF int8", *(f"bortlab {p}" for p in precisions)]:
-                        outs = run(models[n], real[:8])
-                        cos.append(min(torch.nn.functional.cosine_similarity(
-                            hidden(o).float()[b["attention_mask"].bool()], hidden(r)[b["attention_mask"].bool()],
-                            dim=-1).min().item() for o, r, b in zip(outs, ref, real[:8])))
+                best = min(t[n] for n in ours)
+                faithful = min(t["HF bf16"], t["HF int8 torchao"])
                 print(f"| {shape} | {name} | " + " | ".join(f"{t[n]:.1f}" for n in models) +
-                      f" | {t['HF fp32'] / best:.2f}x | {t['HF int8'] / best:.2f}x | " +
+                      f" | {t['HF fp32'] / best:.2f}x | {t['HF int8 dynamic'] / best:.2f}x | {faithful / best:.2f}x | " +
                       ", ".join(f"{c:.4f}" for c in cos) + " |", flush=True)
 
 

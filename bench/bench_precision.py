@@ -3,9 +3,11 @@
     python bench/bench_precision.py RUN_DIR [RUN_DIR ...] --threads 2 --out bench/results/precision.jsonl
 
 Paths, all with the run's own weights: bortlab fp32 / bf16 / int8 (torchao: int8 per-channel weights,
-per-token activations), transformers fp32 on the exported classifier (`python -m bortlab.export`),
-transformers with `torch.ao.quantization.quantize_dynamic` int8 (per-tensor activations: the fastest
-transformers CPU path, deprecated), and ONNX Runtime fp32 on the exported `model.onnx`. Every path sees the
+per-token activations); transformers on the exported classifier (`python -m bortlab.export`) in fp32, in bf16,
+with torchao int8 on its encoder layers (bortlab's int8, applied to transformers) and with
+`torch.ao.quantization.quantize_dynamic` int8 (per-tensor activations: the fastest transformers CPU path,
+deprecated); ONNX Runtime on the exported `model.onnx` in fp32 and dynamically quantized to int8 by
+`onnxruntime.quantization.quantize_dynamic` (int8 weights per output channel, uint8 activations per tensor). Every path sees the
 same batches: the dev split in the datamodule's length-grouped batches of 8, each padded to its longest
 row. Paths are interleaved batch by batch in a random order (seeded) per batch; the median over repeats of the whole dev pass is
 reported with the speed-up over transformers fp32. Dev scores come from the first pass, through the task's
@@ -27,6 +29,20 @@ from pathlib import Path
 import torch
 
 
+PATHS = ("bortlab fp32", "bortlab bf16", "bortlab int8", "HF fp32", "HF bf16", "HF int8 torchao",
+         "HF int8 dynamic", "ONNX Runtime fp32", "ONNX Runtime int8")
+
+
+def ort_int8(onnx_path: Path) -> Path:
+    """The exported graph with its MatMul weights in int8 (per output channel), activations quantized per
+    tensor at run time: ONNX Runtime's dynamic quantization, its documented path for Transformers on CPU."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out = onnx_path.with_name("model.int8.onnx")
+    quantize_dynamic(onnx_path, out, weight_type=QuantType.QInt8, per_channel=True)
+    return out
+
+
 def paths_for(run, export_dir: Path) -> dict:
     """name -> callable(batch) -> float logits."""
     import onnxruntime as ort
@@ -41,6 +57,8 @@ def paths_for(run, export_dir: Path) -> dict:
     cls = AutoModelForMultipleChoice if run.task.kind == "multiple_choice" else AutoModelForSequenceClassification
     hf = cls.from_pretrained(export_dir).eval()
     hf_int8 = torch.ao.quantization.quantize_dynamic(copy.deepcopy(hf), {torch.nn.Linear}, dtype=torch.qint8)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_encoder import faithful_hf     # one definition of transformers' faithful fast paths
     names = ["input_ids", "attention_mask", "token_type_ids"]
 
     def transformers(model):
@@ -50,16 +68,25 @@ def paths_for(run, export_dir: Path) -> dict:
     opts.intra_op_num_threads = torch.get_num_threads()
     # ORT's pool spins after each run by default: the next path measured would share the CPUs with it
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(export_dir / "model.onnx"), opts, providers=["CPUExecutionProvider"])
-    feeds = [i.name for i in session.get_inputs()]
-    return {
+    sessions = {p: ort.InferenceSession(str(f), opts, providers=["CPUExecutionProvider"])
+                for p, f in (("fp32", export_dir / "model.onnx"), ("int8", ort_int8(export_dir / "model.onnx")))}
+    feeds = [i.name for i in sessions["fp32"].get_inputs()]
+
+    def onnx(session):
+        return lambda b: torch.from_numpy(session.run(None, {k: b[k].numpy() for k in feeds})[0])
+    paths = {
         "bortlab fp32": bortlab(run.model),
         "bortlab bf16": bortlab(apply_precision(copy.deepcopy(run.model), "bf16")),
         "bortlab int8": bortlab(apply_precision(copy.deepcopy(run.model), "int8")),
         "HF fp32": transformers(hf),
+        "HF bf16": transformers(faithful_hf(hf, "bf16")),
+        "HF int8 torchao": transformers(faithful_hf(hf, "int8")),
         "HF int8 dynamic": transformers(hf_int8),
-        "ONNX Runtime fp32": lambda b: torch.from_numpy(session.run(None, {k: b[k].numpy() for k in feeds})[0]),
+        "ONNX Runtime fp32": onnx(sessions["fp32"]),
+        "ONNX Runtime int8": onnx(sessions["int8"]),
     }
+    assert tuple(paths) == PATHS
+    return paths
 
 
 def bench_run(run_dir: str, data_root: str, repeats: int) -> dict:
@@ -137,8 +164,8 @@ def main(argv=None) -> None:
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs; "
           f"torch {torch.__version__}, {args.threads} threads")
     for run_dir in args.runs:
-        if any(d["run"] == str(run_dir) for d in done):
-            continue
+        if any(d["run"] == str(run_dir) and tuple(d["paths"]) == PATHS for d in done):
+            continue                            # a row with other paths was measured under other settings
         res = bench_run(run_dir, args.data, args.repeats)
         res["load_after"] = os.getloadavg()[0]
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -146,7 +173,7 @@ def main(argv=None) -> None:
             f.write(json.dumps(res) + "\n")
         done.append(res)
         print(f"{run_dir}: done", flush=True)
-    print(table([d for d in done if d["run"] in map(str, args.runs)]))
+    print(table([d for d in done if d["run"] in map(str, args.runs) and tuple(d["paths"]) == PATHS]))
     print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 

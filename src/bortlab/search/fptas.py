@@ -62,7 +62,7 @@ class Candidate:
     arch: Arch
     p: float
     i: float
-    cell: tuple[int | None, int | None]   # (⌊log_b (p_T − p)⌋, ⌊log_b (i_T − i)⌋); None: no saving on that axis
+    cell: tuple[int | None, int | None]   # cells.cell_of: (⌊log_w S⌋, None), or (None, ⌊log_w p·i⌋) if S = 0
     family: int
     representative: bool = False          # its family represents the cell (evaluated by the ε pass)
     errors: dict[str, float] = field(default_factory=dict)  # theta_key -> error (inf = failed)

@@ -15,7 +15,7 @@ from bortlab.files import write_atomic
 from bortlab.models.arch import Arch
 from bortlab.search.fptas import Candidate, SearchResult, theta_key
 
-BASE_COLUMNS = ["cell_p", "cell_i", "family", "representative", "status", "depth", "heads", "hidden",
+BASE_COLUMNS = ["cell_saving", "cell_cost", "family", "representative", "status", "depth", "heads", "hidden",
                 "intermediate", "head_dim", "p", "i", "e", "W", "theta"]
 
 
@@ -103,6 +103,23 @@ def _plain(x):
     return x.item() if hasattr(x, "item") else str(x)
 
 
+def _cell_borders(ax, table, result: SearchResult) -> None:
+    """The cells' borders in the p-i plane: the contours S(p, i) = w^k of the saving W multiplies."""
+    import numpy as np
+
+    from bortlab.search.cells import _log_width
+
+    ps = np.geomspace(min(c.p for c in table), max(c.p for c in table), 200)
+    is_ = np.geomspace(min(c.i for c in table), max(c.i for c in table), 200)
+    P, I = np.meshgrid(ps, is_)
+    S = np.clip(result.p_T - P, 0, None) * np.clip(result.i_T - I, 0, None) / (result.p_T * result.i_T)
+    level = np.log(np.where(S > 0, S, np.nan)) / _log_width(result.epsilon)
+    lo, hi = np.nanmin(level), np.nanmax(level)
+    if np.isfinite(lo) and hi - lo < 60:     # unless too dense to read
+        ax.contour(P, I, level, levels=np.arange(np.floor(lo), np.ceil(hi) + 1), colors="0.85", linewidths=0.6,
+                   zorder=0)
+
+
 def plot_pareto(path: str | os.PathLike, result: SearchResult, title: str = "") -> None:
     """Three panels: the p-i plane with the ε-cells (every candidate, representatives, best), then e against
     p and against i with the non-dominated front."""
@@ -118,12 +135,7 @@ def plot_pareto(path: str | os.PathLike, result: SearchResult, title: str = "") 
     ax.scatter([c.p for c in table], [c.i for c in table], s=10, c="0.75", label="candidate")
     reps = [c for c in table if c.representative]
     ax.scatter([c.p for c in reps], [c.i for c in reps], s=16, c="tab:blue", label="representative (evaluated)")
-    base = 1 + result.epsilon
-    for values, line in (([c.p for c in table], ax.axvline), ([c.i for c in table], ax.axhline)):
-        lo, hi = math.floor(math.log(min(values), base)), math.floor(math.log(max(values), base))
-        if hi - lo < 60:  # cell borders, unless too dense to read
-            for k in range(lo, hi + 2):
-                line(base ** k, color="0.9", lw=0.6, zorder=0)
+    _cell_borders(ax, table, result)
     ax.set(xscale="log", yscale="log", xlabel="p (parameters)", ylabel="i (operations)", title=f"ε-cells (ε={result.epsilon:g})")
     for ax, attr, label in ((axes[1], "p", "p (parameters)"), (axes[2], "i", "i (operations)")):
         ax.scatter([getattr(c, attr) for c in ok], [c.e for c in ok], s=12, c="tab:blue", alpha=0.6, label="evaluated")

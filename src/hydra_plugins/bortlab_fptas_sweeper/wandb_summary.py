@@ -12,7 +12,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["depth", "heads", "hidden", "intermediate", "head_dim", "cell_p", "cell_i", "representative",
+COLUMNS = ["depth", "heads", "hidden", "intermediate", "head_dim", "cell_saving", "cell_cost", "representative",
            "status", "p", "i", "e", "W", "theta"]
 
 

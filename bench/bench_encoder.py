@@ -171,15 +171,18 @@ def main(argv=None) -> None:
 
 def faithful_hf(hf, kind: str):
     """transformers' own faithful fast paths on the same weights: bf16 weights, or torchao int8 (per-channel
-    weights, per-token activations) on its encoder layers' Linears: what bortlab's int8 does to its own."""
+    weights, per-token activations) on its encoder layers' Linears but the FFN output: bortlab's int8 recipe."""
     import copy
 
     model = copy.deepcopy(hf)
     if kind == "bf16":
         return model.to(torch.bfloat16)
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
-    quantize_(model, Int8DynamicActivationInt8WeightConfig(),
-              filter_fn=lambda m, name: isinstance(m, torch.nn.Linear) and ".layer." in f".{name}")
+
+    def quantized(m, name: str) -> bool:      # bortlab's recipe: the FFN output (`layer.N.output.dense`) stays fp32
+        ffn_out = name.endswith(".output.dense") and not name.endswith("attention.output.dense")
+        return isinstance(m, torch.nn.Linear) and ".layer." in f".{name}" and not ffn_out
+    quantize_(model, Int8DynamicActivationInt8WeightConfig(), filter_fn=quantized)
     return model
 
 

@@ -28,9 +28,16 @@ from pathlib import Path
 
 import torch
 
+from bortlab.models.precision import INT8_KEEP
+
 
 PATHS = ("bortlab fp32", "bortlab bf16", "bortlab int8", "HF fp32", "HF bf16", "HF int8 torchao",
          "HF int8 dynamic", "ONNX Runtime fp32", "ONNX Runtime int8")
+
+
+def same_settings(row: dict) -> bool:
+    """Whether a stored row was measured with these paths and this int8 recipe (INT8_KEEP: Linears left fp32)."""
+    return tuple(row["paths"]) == PATHS and row.get("int8_keep", []) == list(INT8_KEEP)
 
 
 def ort_int8(onnx_path: Path) -> Path:
@@ -164,16 +171,17 @@ def main(argv=None) -> None:
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs; "
           f"torch {torch.__version__}, {args.threads} threads")
     for run_dir in args.runs:
-        if any(d["run"] == str(run_dir) and tuple(d["paths"]) == PATHS for d in done):
-            continue                            # a row with other paths was measured under other settings
+        if any(same_settings(d) and d["run"] == str(run_dir) for d in done):
+            continue                            # a row with other paths or int8 recipe: other settings
         res = bench_run(run_dir, args.data, args.repeats)
         res["load_after"] = os.getloadavg()[0]
+        res["int8_keep"] = list(INT8_KEEP)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, "a") as f:          # one line per finished run: a rerun skips it
             f.write(json.dumps(res) + "\n")
         done.append(res)
         print(f"{run_dir}: done", flush=True)
-    print(table([d for d in done if d["run"] in map(str, args.runs) and tuple(d["paths"]) == PATHS]))
+    print(table([d for d in done if d["run"] in map(str, args.runs) and same_settings(d)]))
     print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 

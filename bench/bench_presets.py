@@ -7,6 +7,8 @@ the baseline is transformers' BertModel with BERT-large's shape in fp32 (sdpa). 
 8 x 128 random ids, no padding. Every call of every model is interleaved in a seeded random order; the table
 shows the median ms per call and the speed-up = BERT-large HF fp32 time / this time. The op ratio is
 `Arch.num_ops(128)` of BERT-large over the preset's: what the speed-up would be if time followed FLOPs.
+`--compile` adds each preset in bf16 through `torch.compile` (inductor, weights frozen and prepacked for
+oneDNN), one graph per shape: an exploration of what compilation buys, not a bortlab inference path yet.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from bortlab.models.encoder import Encoder
 from bortlab.models.precision import apply_precision
 
 
-def models(names: list[str]) -> dict:
+def models(names: list[str], compiled: bool = False) -> dict:
     from transformers import BertModel
 
     from bortlab.models.hf import hf_config_from_arch
@@ -36,6 +38,11 @@ def models(names: list[str]) -> dict:
         enc = Encoder(Arch.preset(n)).eval()
         out[f"{n} fp32"] = enc
         out[f"{n} bf16"] = apply_precision(copy.deepcopy(enc), "bf16")
+        if compiled:
+            import torch._inductor.config as inductor
+
+            inductor.freezing = True          # weights become constants: oneDNN prepacks them once
+            out[f"{n} bf16 compiled"] = torch.compile(apply_precision(copy.deepcopy(enc), "bf16"), dynamic=False)
     return out
 
 
@@ -63,25 +70,27 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--presets", default="bert_large,bert_base,bort,bort_paper,minilm")
+    ap.add_argument("--compile", action="store_true", help="also time bf16 through torch.compile (inductor)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     names = [n for n in args.presets.split(",") if n in PRESETS]
     print(f"python bench/bench_presets.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs; "
           f"torch {torch.__version__}, {args.threads} threads\n")
-    ms = models(names)
+    ms = models(names, args.compile)
+    precisions = ("fp32", "bf16", "bf16 compiled") if args.compile else ("fp32", "bf16")
     large_ops = Arch.preset("bert_large").num_ops(128)
     results = {w: time_all(ms, b, 128, args.repeats) for w, b in (("1x128", 1), ("8x128", 8))}
     print("| preset | ⟨D, A, H, I⟩ | op ratio | " + " | ".join(f"{w} {p} ms (speed-up)" for w in results
-                                                           for p in ("fp32", "bf16")) + " |")
-    print("|" + "---|" * (3 + 2 * len(results)))
+                                                           for p in precisions) + " |")
+    print("|" + "---|" * (3 + len(precisions) * len(results)))
     base = {w: r["BERT-large HF fp32"] for w, r in results.items()}
     print("| BERT-large, transformers | 24, 16, 1024, 4096 | 1.0 | " +
-          " | ".join(f"{base[w]:.1f} (1.00x) | -" for w in results) + " |")
+          " | ".join(f"{base[w]:.1f} (1.00x)" + " | -" * (len(precisions) - 1) for w in results) + " |")
     for n in names:
         arch = Arch.preset(n)
         cells = [f"{results[w][f'{n} {p}']:.1f} ({base[w] / results[w][f'{n} {p}']:.2f}x)"
-                 for w in results for p in ("fp32", "bf16")]
+                 for w in results for p in precisions]
         print(f"| {n} | {', '.join(map(str, arch.tuple))} | {large_ops / arch.num_ops(128):.1f} | " +
               " | ".join(cells) + " |", flush=True)
     print(f"\nload average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")

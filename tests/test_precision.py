@@ -32,8 +32,10 @@ def test_precisions_keep_hidden_states_of_real_text(minilm_dir, reference, preci
     assert float(cos.min()) >= floor, (precision, float(cos.min()), float(cos.mean()))
     if precision == "bf16":
         assert ours.dtype == torch.bfloat16
-    if precision == "int8":       # the layers' weights are int8 now, the embeddings are not
+    if precision == "int8":       # the layers' weights are int8 now, the embeddings and FFN outputs are not
         assert type(model.layers[0].qkv.weight.data) is not torch.Tensor
+        assert type(model.layers[0].ffn_in.weight.data) is not torch.Tensor
+        assert type(model.layers[0].ffn_out.weight.data) is torch.Tensor
         assert type(model.word_embeddings.weight.data) is torch.Tensor
 
 

@@ -206,3 +206,17 @@ def test_theta_values_render_as_overrides_hydra_parses_back(value):
     from hydra_plugins.bortlab_fptas_sweeper.fptas_sweeper import render
 
     assert OverridesParser.create().parse_override(f"optim.x={render(value)}").value() == value
+
+
+def test_refine_zero_runs_the_epsilon_pass_alone_as_the_pure_search_does(tmp_path):
+    proc, log = run_toy(tmp_path, "search=tiny", "hydra.sweeper.epsilon=0.3", "hydra.sweeper.refine=0",
+                        "hydra.sweeper.plot=false", "optim.lr=1e-3")
+    assert proc.returncode == 0, log
+    conf = yaml.safe_load((APP / "conf" / "toy.yaml").read_text())
+    base = Arch.from_dict(yaml.safe_load((APP / "conf" / "arch" / "small.yaml").read_text())["arch"])
+    cands = SearchSpace.from_config(yaml.safe_load((APP / "conf" / "search" / "tiny.yaml").read_text()), base=base).candidates()
+    inst = ABnCInstance(**conf["instance"])
+    alone = search(cands, inst.evaluate, 0.3, thetas=[{"optim.lr": 1e-3}], refine=0)
+    refined = search(cands, inst.evaluate, 0.3, thetas=[{"optim.lr": 1e-3}])
+    assert alone.n_evaluations < refined.n_evaluations      # else this test could not tell the option was read
+    assert len(calls(tmp_path)) == alone.n_evaluations

@@ -19,7 +19,11 @@ class CostConf:
 @dataclass
 class FPTASSweeperConf:
     _target_: str = "hydra_plugins.bortlab_fptas_sweeper.fptas_sweeper.FPTASSweeper"
-    epsilon: float = 0.2                 # cell width: p and i agree within (1 + epsilon) inside a cell
+    epsilon: float = 0.2                 # cells on log S (W's saving factor): answer >= (1 - epsilon) W* under ABnC
+    # after the epsilon pass, refine x its evaluations more on the cells next to the best (0: the pass alone);
+    # budget = total (arch, theta) evaluations instead. Both only add evaluations: the guarantee stands
+    refine: float = 1.0
+    budget: Optional[int] = None
     steps: Optional[int] = None          # training budget per candidate; null = the job's own
     steps_key: str = "trainer.max_steps"  # where the budget goes in the job config
     # hyperparameter sets Θ, each a dict of overrides ({optim.lr: 5e-5}); [] = one empty set. Sweep

@@ -53,8 +53,9 @@ class FPTASSweeper(Sweeper):
                  arch_key: str, source: Any, representative: str, fold: List[str], cost: Any,
                  params: Dict[str, str], plot: bool, wandb: bool, wandb_project: str,
                  job_defaults: Optional[Dict[str, Any]] = None, init_key: Optional[str] = None,
-                 preflight: Optional[str] = None) -> None:
+                 preflight: Optional[str] = None, refine: float = 1.0, budget: Optional[int] = None) -> None:
         self.epsilon, self.steps, self.steps_key = epsilon, steps, steps_key
+        self.refine, self.budget = refine, budget
         self.thetas = [dict(_plain(t)) for t in (_plain(thetas) or [])]
         self.max_batch_size, self.max_failure_rate = max_batch_size, max_failure_rate
         self.space_cfg, self.space_key, self.arch_key = _plain(space), space_key, arch_key
@@ -286,6 +287,7 @@ class FPTASSweeper(Sweeper):
             list(archs), evaluate, self.epsilon, thetas, cost.params, cost.ops,
             source=self._source_arch(space), fold=self.fold, representative=self.representative,
             max_batch_size=self.max_batch_size, max_failure_rate=self.max_failure_rate, done=done,
+            refine=self.refine, budget=self.budget,
             on_batch=lambda table: write_candidates_csv(csv_path, table, thetas),
         )
         write_candidates_csv(csv_path, result.table, thetas)

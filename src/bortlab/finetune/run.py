@@ -1,6 +1,7 @@
 """`task=<benchmark>/<task>`: fine-tune one architecture on one task and return the objective.
 
-The objective is 1 − the task's selection metric on its first dev split (lower is better), so any Hydra
+The objective is 1 − the task's selection metric on its first dev split (lower is better; with
+`objective=rescaled` divided by 1 − the best constant predictor's score, see bortlab.data.baseline), so any Hydra
 sweeper (the FPTAS sweeper, Optuna, a grid) can minimise it. The run directory gets `metrics.json` (final
 dev metrics, objective, architecture tuple, parameter and operation counts), `history.json` and
 `curves.png` (train loss and dev metrics by step), `checkpoints/{best,last}.ckpt` and, with `predict=true`,
@@ -32,6 +33,7 @@ def run_finetune(cfg: DictConfig) -> float:
     arch_from_cfg(cfg)                      # a bad tuple fails here, before any loading
     task = get_task(cfg.task.name)
     check_task(task)
+    kind = _objective_kind(cfg, task)        # raw | rescaled: checked before any training is spent
     with Stage(cfg) as stage:
         tokenizer = build_tokenizer(cfg)
         model, arch = build_model(cfg, task, tokenizer)
@@ -60,7 +62,12 @@ def run_finetune(cfg: DictConfig) -> float:
         if selection not in dev:
             raise SetupError(f"No dev score {selection!r} was computed for {task.name}: is the dev split empty, "
                              f"or trainer.limit_val_batches=0? Got {sorted(dev)}.")
-        objective = 1.0 - dev[selection]
+        objective, baseline = 1.0 - dev[selection], None
+        if kind == "rescaled":     # (1 - score) / (1 - best constant predictor's score on the same dev split)
+            from bortlab.data.baseline import baseline_score, rescaled_error
+
+            baseline = baseline_score(task, dm.rows[dm.dev_splits[0]])
+            objective = rescaled_error(dev[selection], baseline)
         if not is_rank_zero():        # under DDP, rank 0 alone predicts and writes the run's files
             return float(objective)
         precision = str(OmegaConf.select(cfg, "eval.precision", default="fp32"))
@@ -80,7 +87,8 @@ def run_finetune(cfg: DictConfig) -> float:
         curves.save(stage.out / "history.json")
         curves.plot(stage.out / "curves.png", title=f"{task.name} {arch}")
         result = {
-            "task": task.name, "objective": objective, "selection_metric": selection, "dev": dev,
+            "task": task.name, "objective": objective, "objective_kind": kind, "baseline_score": baseline,
+            "selection_metric": selection, "dev": dev,
             "arch": arch.to_dict(), "tuple": list(arch.tuple),
             "params": {"net": arch.num_params(), "effective": arch.num_params(non_embedding=True)},
             "ops_per_forward_128": arch.num_ops(128), "init": cfg.model.init,
@@ -93,3 +101,17 @@ def run_finetune(cfg: DictConfig) -> float:
         log.info("%s dev: %s; objective %.4f (metrics.json in %s)", task.name,
                  ", ".join(f"{k}={v:.4f}" for k, v in dev.items()), objective, stage.out)
         return float(objective)
+
+
+def _objective_kind(cfg: DictConfig, task) -> str:
+    from bortlab.data.baseline import OBJECTIVES, BaselineError, check_has_baseline
+
+    kind = str(cfg.get("objective", "raw"))
+    if kind not in OBJECTIVES:
+        raise SetupError(f"objective={kind!r} is not one of {', '.join(OBJECTIVES)}.")
+    if kind == "rescaled":
+        try:
+            check_has_baseline(task)
+        except BaselineError as e:
+            raise SetupError(str(e)) from None
+    return kind

@@ -2,6 +2,7 @@
 synthetic ABnC error: discovery, outputs, agreement with the pure FPTAS, resume, launchers, failures."""
 import csv
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import yaml
 
 from bortlab.models.arch import Arch
 from bortlab.search import SearchSpace, search
+from bortlab.search.pareto import knee
 from bortlab.search.synthetic import ABnCInstance
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,11 +78,13 @@ def test_plugin_is_discovered_from_a_built_wheel(tmp_path):
 
 
 def test_sweep_agrees_with_the_pure_fptas_writes_outputs_and_resumes(tmp_path):
+    expected, cands, inst = in_process(0.3, [1e-4, 1e-3])
+    evaluated = [c for c in expected.table if c.e is not None and math.isfinite(c.e)]
+    cap = sorted(c.e for c in evaluated)[len(evaluated) // 2]       # the median error: some pass, some not
     args = ["search=tiny", "hydra.sweeper.epsilon=0.3", "hydra.sweeper.steps=7", "hydra.sweeper.max_batch_size=5",
-            "optim.lr=1e-4,1e-3"]
+            "optim.lr=1e-4,1e-3", f"hydra.sweeper.error_cap={cap!r}"]
     proc, log = run_toy(tmp_path, *args)
     assert proc.returncode == 0, log
-    expected, cands, inst = in_process(0.3, [1e-4, 1e-3])
     first = calls(tmp_path)
     assert len(first) == expected.n_evaluations < 2 * len(cands)        # one job per (representative, θ)
     assert {c["steps"] for c in first} == {7} and {c["lr"] for c in first} == {1e-4, 1e-3}
@@ -92,6 +96,12 @@ def test_sweep_agrees_with_the_pure_fptas_writes_outputs_and_resumes(tmp_path):
                                   "++trainer.max_steps": "7"}
     assert res["best_value"] == pytest.approx(expected.best_W, rel=1e-12)
     assert len(res["solutions"]) == len(expected.front)
+    # beside argmax W: the knee of the (i, e) front and the cheapest candidate under the error cap
+    knee_row = evaluated[knee([(c.i, c.e) for c in evaluated])]
+    assert res["knee"]["arch"] == str(knee_row.arch) and res["knee"]["e"] == pytest.approx(knee_row.e)
+    capped = min((c for c in evaluated if c.e <= cap), key=lambda c: (c.i, c.e))
+    assert res["error_cap"] == pytest.approx(cap) and res["cheapest_under_cap"]["arch"] == str(capped.arch)
+    assert res["cheapest_under_cap"]["i"] == pytest.approx(capped.i) and res["cheapest_under_cap"]["e"] <= cap
     rows = list(csv.DictReader((sweep / "candidates.csv").open()))
     assert len(rows) == len(cands) and sum(r["status"] == "evaluated" for r in rows) * 2 == len(first)
     assert (sweep / "pareto.png").stat().st_size > 0 and (sweep / "multirun.yaml").exists()

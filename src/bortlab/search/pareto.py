@@ -1,8 +1,10 @@
-"""Pareto utilities for minimisation objectives: the non-dominated set and the exact hypervolume."""
+"""Pareto utilities for minimisation objectives: the non-dominated set, the exact hypervolume, and two ways of
+choosing one member of a (cost, error) front: its knee and the cheapest point under an error cap."""
 from __future__ import annotations
 
 import bisect
-from typing import Sequence
+import math
+from typing import Optional, Sequence
 
 Point = Sequence[float]
 
@@ -76,3 +78,40 @@ def _hv3(pts: list[tuple], ref: tuple) -> float:
         top = pts[k + 1][2] if k + 1 < len(pts) else ref[2]
         volume += area * (top - z)
     return volume
+
+
+def knee(points: Sequence[Point]) -> Optional[int]:
+    """Index of the knee of the (cost, error) front of `points` (both minimised; cost > 0), None if no point
+    has a finite error.
+
+    The front is the non-dominated set of the points with finite error. In normalised coordinates
+    x = (log cost − min) / (max − min) and y = (error − min) / (max − min), both over the front, its two
+    extreme points are (0, 1) (the cheapest) and (1, 0) (the most accurate), and the knee is the member of
+    largest signed distance (1 − x − y) / √2 to the line through them, positive on the side of the ideal point
+    (0, 0): the point where a step along the front stops buying much error per factor of cost. Ties, and a
+    front on or above that line everywhere (every distance <= 0: no knee), go to the cheaper member; a front of
+    one distinct point is that point. Log cost, so a factor of 2 in cost weighs the same anywhere."""
+    ok = [k for k, (c, e) in enumerate(points) if math.isfinite(e)]
+    if not ok:
+        return None
+    front = [ok[j] for j in pareto_front([(math.log(points[k][0]), points[k][1]) for k in ok])]
+    xs = [math.log(points[k][0]) for k in front]
+    ys = [float(points[k][1]) for k in front]
+    dx, dy = max(xs) - min(xs), max(ys) - min(ys)
+
+    def height(j: int) -> float:
+        x = (xs[j] - min(xs)) / dx if dx > 0 else 0.0
+        y = (ys[j] - min(ys)) / dy if dy > 0 else 0.0
+        return (1.0 - x - y) / math.sqrt(2.0)
+
+    best = min(range(len(front)), key=lambda j: (-height(j), xs[j], ys[j], front[j]))
+    return front[best]
+
+
+def cheapest_under(points: Sequence[Point], cap: float) -> Optional[int]:
+    """Index of the cheapest point (lowest cost; ties: lower error, then first) with error <= cap; None if
+    none. `points` are (cost, error) pairs; a NaN or infinite error never qualifies."""
+    ok = [k for k, (c, e) in enumerate(points) if math.isfinite(e) and e <= cap]
+    if not ok:
+        return None
+    return min(ok, key=lambda k: (points[k][0], points[k][1], k))

@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 from bortlab.files import write_atomic
 from bortlab.models.arch import Arch
 from bortlab.search.fptas import Candidate, SearchResult, theta_key
+from bortlab.search.pareto import cheapest_under, knee
 
 BASE_COLUMNS = ["cell_saving", "cell_cost", "family", "representative", "status", "depth", "heads", "hidden",
                 "intermediate", "head_dim", "p", "i", "e", "W", "theta"]
@@ -60,21 +61,36 @@ def read_done(path: str | os.PathLike) -> dict[tuple[Arch, str], float]:
 
 
 def results_dict(result: SearchResult, overrides: Callable[[Arch, Mapping], Mapping[str, Any]] | None = None,
-                 extra: Mapping[str, Any] | None = None) -> dict:
+                 extra: Mapping[str, Any] | None = None, error_cap: float | None = None) -> dict:
     """The content of optimization_results.yaml. `overrides(arch, theta)` renders a solution as the
-    command-line overrides that reproduce it (the sweeper passes one); without it, the Arch fields."""
+    command-line overrides that reproduce it (the sweeper passes one); without it, the Arch fields.
+    Beside argmax W: `knee`, the knee of the evaluated candidates' (i, e) front (`pareto.knee`: log i and e
+    min-max normalised over the front, the member farthest below the line through its extremes), and, with
+    `error_cap`, `cheapest_under_cap`: the evaluated candidate of lowest i with e <= error_cap (null if none)."""
     def params(c: Candidate) -> dict:
         if overrides is not None:
             return dict(overrides(c.arch, c.theta or {}))
         return {**{k: v for k, v in zip(("depth", "heads", "hidden", "intermediate"), c.arch.tuple)}, **(c.theta or {})}
 
+    def row(c: Candidate | None) -> dict | None:
+        if c is None:
+            return None
+        return {"arch": str(c.arch), "params": params(c), "p": c.p, "i": c.i, "e": c.e, "W": c.W}
+
     best = result.best_row
+    evaluated = [c for c in result.table if c.e is not None and math.isfinite(c.e)]
+    points = [(c.i, c.e) for c in evaluated]
+    k_knee = knee(points)
+    k_cap = cheapest_under(points, float(error_cap)) if error_cap is not None else None
     return {
         "name": "fptas",
         "epsilon": result.epsilon,
         "best_params": params(best),
         "best_value": best.W,
         "best": {"arch": str(best.arch), "p": best.p, "i": best.i, "e": best.e, "W": best.W},
+        "knee": row(evaluated[k_knee] if k_knee is not None else None),
+        "error_cap": None if error_cap is None else float(error_cap),
+        "cheapest_under_cap": row(evaluated[k_cap] if k_cap is not None else None),
         "maximum_point": {"p": result.p_T, "i": result.i_T},
         "counts": {"candidates": len(result.table), "cells": result.n_cells, "evaluations": result.n_evaluations,
                    "launched": result.n_launched, "failed": result.n_failed},

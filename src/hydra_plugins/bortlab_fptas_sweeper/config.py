@@ -24,6 +24,8 @@ class FPTASSweeperConf:
     # budget = total (arch, theta) evaluations instead. Both only add evaluations: the guarantee stands
     refine: float = 1.0
     budget: Optional[int] = None
+    # also report the cheapest (lowest i) evaluated candidate with e <= error_cap (null: not reported)
+    error_cap: Optional[float] = None
     steps: Optional[int] = None          # training budget per candidate; null = the job's own
     steps_key: str = "trainer.max_steps"  # where the budget goes in the job config
     # hyperparameter sets Θ, each a dict of overrides ({optim.lr: 5e-5}); [] = one empty set. Sweep

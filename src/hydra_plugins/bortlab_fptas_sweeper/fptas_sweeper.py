@@ -53,9 +53,11 @@ class FPTASSweeper(Sweeper):
                  arch_key: str, source: Any, representative: str, fold: List[str], cost: Any,
                  params: Dict[str, str], plot: bool, wandb: bool, wandb_project: str,
                  job_defaults: Optional[Dict[str, Any]] = None, init_key: Optional[str] = None,
-                 preflight: Optional[str] = None, refine: float = 1.0, budget: Optional[int] = None) -> None:
+                 preflight: Optional[str] = None, refine: float = 1.0, budget: Optional[int] = None,
+                 error_cap: Optional[float] = None) -> None:
         self.epsilon, self.steps, self.steps_key = epsilon, steps, steps_key
         self.refine, self.budget = refine, budget
+        self.error_cap = None if error_cap is None else float(error_cap)
         self.thetas = [dict(_plain(t)) for t in (_plain(thetas) or [])]
         self.max_batch_size, self.max_failure_rate = max_batch_size, max_failure_rate
         self.space_cfg, self.space_key, self.arch_key = _plain(space), space_key, arch_key
@@ -320,7 +322,8 @@ class FPTASSweeper(Sweeper):
             plain = (o.split("=", 1) for o in candidate_overrides(arch, theta))
             return {k: v for k, v in plain if k.lstrip("+") not in self.job_defaults}   # not predict=false
 
-        results = results_dict(result, overrides, extra={"cost_model": cost.describe()})
+        results = results_dict(result, overrides, extra={"cost_model": cost.describe()},
+                               error_cap=self.error_cap)
         write_results_yaml(sweep_dir / "optimization_results.yaml", results)
         log.info("FPTAS: best %s W=%.4g (p=%.4g, i=%.4g, e=%.4g) after %d evaluations (%d launched now) in %d cells; "
                  "results in %s", result.best, result.best_W, result.best_row.p, result.best_row.i,

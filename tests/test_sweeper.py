@@ -35,13 +35,13 @@ def calls(tmp_path):
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def in_process(eps, lrs, space="tiny"):
+def in_process(eps, lrs, space="tiny", **search_kw):
     """The same search run by the pure module on the toy app's own config: the sweeper must agree."""
     conf = yaml.safe_load((APP / "conf" / "toy.yaml").read_text())
     base = Arch.from_dict(yaml.safe_load((APP / "conf" / "arch" / "small.yaml").read_text())["arch"])
     cands = SearchSpace.from_config(yaml.safe_load((APP / "conf" / "search" / f"{space}.yaml").read_text()), base=base).candidates()
     inst = ABnCInstance(**conf["instance"])
-    return search(cands, inst.evaluate, eps, thetas=[{"optim.lr": lr} for lr in lrs]), cands, inst
+    return search(cands, inst.evaluate, eps, thetas=[{"optim.lr": lr} for lr in lrs], **search_kw), cands, inst
 
 
 def test_plugin_is_discovered_from_the_installed_package():
@@ -222,11 +222,7 @@ def test_refine_zero_runs_the_epsilon_pass_alone_as_the_pure_search_does(tmp_pat
     proc, log = run_toy(tmp_path, "search=tiny", "hydra.sweeper.epsilon=0.3", "hydra.sweeper.refine=0",
                         "hydra.sweeper.plot=false", "optim.lr=1e-3")
     assert proc.returncode == 0, log
-    conf = yaml.safe_load((APP / "conf" / "toy.yaml").read_text())
-    base = Arch.from_dict(yaml.safe_load((APP / "conf" / "arch" / "small.yaml").read_text())["arch"])
-    cands = SearchSpace.from_config(yaml.safe_load((APP / "conf" / "search" / "tiny.yaml").read_text()), base=base).candidates()
-    inst = ABnCInstance(**conf["instance"])
-    alone = search(cands, inst.evaluate, 0.3, thetas=[{"optim.lr": 1e-3}], refine=0)
-    refined = search(cands, inst.evaluate, 0.3, thetas=[{"optim.lr": 1e-3}])
+    alone, _, _ = in_process(0.3, [1e-3], refine=0)
+    refined, _, _ = in_process(0.3, [1e-3])
     assert alone.n_evaluations < refined.n_evaluations      # else this test could not tell the option was read
     assert len(calls(tmp_path)) == alone.n_evaluations

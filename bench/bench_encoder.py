@@ -57,14 +57,15 @@ def build(arch_name: str, workdir: str):
     return arch, {"bortlab": ours, "hf_sdpa": hf, "hf_eager": eager}
 
 
-def rte_batches(path: Path, tokenizer, batch_size: int, with_types: bool) -> list[dict]:
+def dev_batches(path: Path, tokenizer, batch_size: int, with_types: bool,
+                columns: tuple[str, ...] = ("sentence1", "sentence2")) -> list[dict]:
+    """A GLUE dev.tsv in file order, batches of `batch_size`, each padded to its longest row."""
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     out = []
     for i in range(0, len(rows), batch_size):
-        chunk = rows[i:i + batch_size]
-        enc = tokenizer([r["sentence1"] for r in chunk], [r["sentence2"] for r in chunk], padding="longest",
-                        truncation=True, max_length=512, return_tensors="pt")
+        texts = [[r[c] for r in rows[i:i + batch_size]] for c in columns]
+        enc = tokenizer(*texts, padding="longest", truncation=True, max_length=512, return_tensors="pt")
         out.append({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
                     "token_type_ids": enc["token_type_ids"] if with_types else None})
     return out
@@ -154,7 +155,7 @@ def main(argv=None) -> None:
             ids = torch.randint(1000, min(arch.vocab_size, 30000), (args.batch_size, args.length), generator=g)
             fixed = [{"input_ids": ids, "attention_mask": torch.ones_like(ids),          # 5 timed calls per repeat
                       "token_type_ids": torch.zeros_like(ids) if arch.type_vocab_size > 1 else None}] * 5
-            real = rte_batches(args.data, tokenizer, args.batch_size, arch.type_vocab_size > 1)[:args.max_batches]
+            real = dev_batches(args.data, tokenizer, args.batch_size, arch.type_vocab_size > 1)[:args.max_batches]
             real_tokens = sum(int(b["attention_mask"].sum()) for b in real)
             padded = sum(b["attention_mask"].numel() for b in real)
             label = "real weights" if shape == "minilm" and minilm_dir() else "random weights"
@@ -193,18 +194,6 @@ def unpadded(arch, batch: int, length: int, calls: int, g: torch.Generator) -> l
              "token_type_ids": torch.zeros_like(ids) if arch.type_vocab_size > 1 else None}] * calls
 
 
-def sst2_batches(path: Path, tokenizer, batch_size: int, with_types: bool) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    out = []
-    for i in range(0, len(rows), batch_size):
-        enc = tokenizer([r["sentence"] for r in rows[i:i + batch_size]], padding="longest", truncation=True,
-                        max_length=512, return_tensors="pt")
-        out.append({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                    "token_type_ids": enc["token_type_ids"] if with_types else None})
-    return out
-
-
 def precision_table(args, tokenizer) -> None:
     """bortlab fp32/bf16/int8 against transformers fp32 (sdpa), its per-tensor int8 (fast, unfaithful) and its
     faithful fast paths (bf16, torchao int8), interleaved as above, on 1 x 128, B x 128 and the real RTE and
@@ -232,8 +221,8 @@ def precision_table(args, tokenizer) -> None:
             models["HF int8 torchao"] = faithful_hf(base["hf_sdpa"], "int8")
             types = arch.type_vocab_size > 1
             g = torch.Generator().manual_seed(0)
-            real = rte_batches(args.data, tokenizer, args.batch_size, types)[:args.max_batches]
-            sst2 = sst2_batches(args.sst2, tokenizer, args.batch_size, types)[:args.max_batches]
+            real = dev_batches(args.data, tokenizer, args.batch_size, types)[:args.max_batches]
+            sst2 = dev_batches(args.sst2, tokenizer, args.batch_size, types, ("sentence",))[:args.max_batches]
             workloads = [(f"1x{args.length}", unpadded(arch, 1, args.length, 20, g)),
                          (f"{args.batch_size}x{args.length}, no padding", unpadded(arch, args.batch_size, args.length, 5, g)),
                          ("RTE dev", real), ("SST-2 dev", sst2)]

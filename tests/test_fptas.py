@@ -300,3 +300,27 @@ def test_front_is_non_dominated_and_contains_the_best_error():
         dominated = any(o.p <= c.p and o.i <= c.i and o.e <= c.e and (o.p, o.i, o.e) != (c.p, c.i, c.e) for o in ev)
         assert (c.arch in front) == (not dominated)
     assert min(c.e for c in ev) == min(c.e for c in r.front)
+
+
+def test_error_ceiling_keeps_chance_from_winning():
+    """Rescaled errors: 1 = the constant predictor. The cheap models sit at chance, the rest below it; without
+    a ceiling the cheapest chance-level model has the largest W (S ~ 1, e = 1), with it argmax W is the best
+    of the models that beat chance, checked by brute force."""
+    p = {a: a.num_params() for a in BORT}
+    i = {a: a.num_ops(128) for a in BORT}
+    pT, iT = max(p.values()), max(i.values())
+    small = sorted(BORT, key=lambda a: p[a])[: len(BORT) // 3]
+
+    def error(a):
+        return 1.0 if a in small else 0.99 - 0.1 * p[a] / pT      # bigger is better, all just below chance
+
+    evaluate = lambda pairs: [error(a) for a, _ in pairs]         # noqa: E731
+    plain = search(BORT, evaluate, 1e-9)
+    assert plain.best in small
+    capped = search(BORT, evaluate, 1e-9, error_ceiling=1.0)
+    W = {a: (pT - p[a]) * (iT - i[a]) / (pT * iT * error(a)) for a in BORT if a not in small}
+    assert capped.best == max(W, key=W.get) and capped.best not in small
+    assert capped.best_W == pytest.approx(max(W.values()), rel=1e-12)
+    assert all(c.W == 0.0 for c in capped.table if c.arch in small)
+    with pytest.raises(SearchError, match="error_ceiling"):
+        search(BORT, evaluate, 0.2, error_ceiling=0)

@@ -226,3 +226,52 @@ def test_refine_zero_runs_the_epsilon_pass_alone_as_the_pure_search_does(tmp_pat
     refined, _, _ = in_process(0.3, [1e-3])
     assert alone.n_evaluations < refined.n_evaluations      # else this test could not tell the option was read
     assert len(calls(tmp_path)) == alone.n_evaluations
+
+
+def test_replicates_average_seeds_and_record_each_job(tmp_path):
+    """e(arch, θ) = the mean over replicate jobs: with seeds 0, 1, 2 scaling the toy error by 0.8, 1, 1.2 the
+    sweep must agree with the noiseless pure search, launch three jobs per evaluation and log each of them."""
+    expected, cands, inst = in_process(0.3, [1e-4])
+    args = ["search=tiny", "hydra.sweeper.epsilon=0.3", "noise=0.2", "seed=7",      # seed=7: the replicates win
+            "hydra.sweeper.replicates={seed: [0, 1, 2]}"]
+    proc, log = run_toy(tmp_path, *args)
+    assert proc.returncode == 0, log
+    jobs = calls(tmp_path)
+    assert len(jobs) == 3 * expected.n_evaluations and sorted({j["seed"] for j in jobs}) == [0, 1, 2]
+    res = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+    assert res["best"]["arch"] == str(expected.best) and res["best_value"] == pytest.approx(expected.best_W, rel=1e-9)
+    reps = list(csv.DictReader((tmp_path / "sweep" / "replicates.csv").open()))
+    assert len(reps) == len(jobs) and {r["replicate"] for r in reps} == {"seed=0", "seed=1", "seed=2"}
+    e = expected.best_error                                     # errors e·0.8, e, e·1.2: sd 0.2 e, SE 0.2 e / √3
+    assert res["replicates"]["best_error_se"] == pytest.approx(0.2 * e / math.sqrt(3), rel=1e-9)
+    assert yaml.safe_load((tmp_path / "sweep" / "sweep_settings.json").read_text())["replicates"] == {"seed": [0, 1, 2]}
+
+
+def test_extracted_candidates_are_costed_by_their_effective_size(tmp_path):
+    """model.init=extract: candidates inherit the source's embeddings, so p defaults to the parameters without
+    them (the paper's effective size); the sweep must agree with the pure search run on that cost."""
+    from bortlab.search import CostModel
+
+    cost = CostModel(effective=True)
+    expected, cands, inst = in_process(0.3, [1e-4], params=cost.params)
+    proc, log = run_toy(tmp_path, "search=tiny", "hydra.sweeper.epsilon=0.3", "model.init=extract")
+    assert proc.returncode == 0, log
+    res = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+    assert "effective" in str(res["cost_model"])
+    assert res["best"]["arch"] == str(expected.best) and res["best_value"] == pytest.approx(expected.best_W, rel=1e-9)
+
+
+def test_error_ceiling_zeroes_w_at_and_above_it(tmp_path):
+    """An explicit ceiling agrees with the pure search given the same one; objective=rescaled sets it to 1."""
+    errors = sorted(c.e for c in in_process(0.3, [1e-4])[0].table if c.e is not None and math.isfinite(c.e))
+    ceiling = errors[len(errors) // 2]
+    expected = in_process(0.3, [1e-4], error_ceiling=ceiling)[0]
+    proc, log = run_toy(tmp_path, "search=tiny", "hydra.sweeper.epsilon=0.3", f"hydra.sweeper.error_ceiling={ceiling!r}")
+    assert proc.returncode == 0, log
+    res = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+    assert res["error_ceiling"] == pytest.approx(ceiling) and res["best"]["e"] < ceiling
+    assert res["best"]["arch"] == str(expected.best) and res["best_value"] == pytest.approx(expected.best_W, rel=1e-9)
+    (tmp_path / "r").mkdir()
+    proc, log = run_toy(tmp_path / "r", "search=tiny", "hydra.sweeper.epsilon=0.3", "objective=rescaled")
+    assert proc.returncode == 0, log
+    assert yaml.safe_load((tmp_path / "r" / "sweep" / "optimization_results.yaml").read_text())["error_ceiling"] == 1.0

@@ -89,7 +89,7 @@ def build_student(cfg: DictConfig, tokenizer, teacher):
 def run_pretrain(cfg: DictConfig) -> float:
     from bortlab.curves import Curves, plot_curve
     from bortlab.distributed import is_rank_zero
-    from bortlab.models.hf import check_vocab
+    from bortlab.models.hf import ExportError, check_vocab
     from bortlab.models.mlm import export_mlm, load_mlm
     from bortlab.pretrain.corpus import CorpusDataModule
     from bortlab.pretrain.distill import DistillModule
@@ -140,7 +140,11 @@ def run_pretrain(cfg: DictConfig) -> float:
         final = history.val[-1][1]
         if not is_rank_zero():        # under DDP, rank 0 alone exports and writes the run's files
             return float(final["val/loss"])
-        export = export_mlm(student, stage.out / "export", tokenizer)
+        try:
+            export = str(export_mlm(student, stage.out / "export", tokenizer))
+        except ExportError as e:      # e.g. head_dim*heads != hidden: the checkpoint is the run's only artefact
+            export = None
+            log.warning("%s: no transformers export/, only checkpoints/ (%s)", t.name, e)
         history.save(stage.out / "history.json")
         plot_curve(history, stage.out / "loss_curve.png", title=f"{t.name} {arch}")
         result = {
@@ -154,7 +158,7 @@ def run_pretrain(cfg: DictConfig) -> float:
             "teacher": teacher_name, "teacher_mode": None if teacher is None else ("logits" if module.logits_kd else "hidden"),
             "loss_weights": {"alpha": module.alpha, "beta": module.beta, "temperature": module.T,
                              "hidden_weight": module.hidden_weight},
-            "corpus": dm.stats, "export": str(export), "best_checkpoint": stage.best_checkpoint,
+            "corpus": dm.stats, "export": export, "best_checkpoint": stage.best_checkpoint,
         }
         stage.finish(result, final={"objective": final["val/loss"]})
         log.info("%s: held-out loss %.4f -> %.4f after %d steps, %d tokens (%s)", t.name,

@@ -104,8 +104,12 @@ class SearchResult:
         return next(c for c in self.table if c.arch == self.best)
 
 
-def w_coefficient(p: float, i: float, e: float, p_T: float, i_T: float) -> float:
+def w_coefficient(p: float, i: float, e: float, p_T: float, i_T: float, error_ceiling: float | None = None) -> float:
+    """W = S / e. With `error_ceiling` (1 for rescaled errors: the constant predictor's), a candidate no better
+    than the ceiling is worth nothing however cheap it is: W = 0, so chance never wins while anything beats it."""
     saving = (p_T - p) * (i_T - i)
+    if error_ceiling is not None and e >= error_ceiling:
+        return 0.0
     if e == 0:      # a perfect dev score: better than any finite W, unless it saves nothing at all
         return math.inf if saving > 0 else 0.0
     return saving / (p_T * i_T * e)
@@ -164,13 +168,15 @@ def search(
     max_failure_rate: float = 1.0,
     done: Mapping[tuple[Arch, str], float] | None = None,
     on_batch: Callable[[list[Candidate]], None] | None = None,
+    error_ceiling: float | None = None,
 ) -> SearchResult:
     """Run the FPTAS. `done` maps (arch, theta_key) to errors already measured (resume): those pairs are
     not evaluated again. `on_batch(table)` is called after every batch (e.g. to write candidates.csv).
     `capacity(arch)` orders a cell's families (default: non-embedding parameters). After the ε pass,
     `refine` × its evaluations more (at most half of those it skipped) are spent by the anytime refinement,
     or up to `budget` (arch, θ) evaluations in all when given (the ε pass always completes: the guarantee
-    needs all of it). refine=0: the ε pass alone, a budget fixed by ε."""
+    needs all of it). refine=0: the ε pass alone, a budget fixed by ε. `error_ceiling`: W = 0 for errors at or
+    above it (`w_coefficient`); the guarantee is kept, since W* > 0 means e(R) <= e(ξ*) < the ceiling."""
     check_epsilon(epsilon)
     if not 0.0 <= max_failure_rate <= 1.0:
         raise SearchError(f"max_failure_rate must lie in [0, 1], got {max_failure_rate!r}.")
@@ -178,6 +184,8 @@ def search(
         raise SearchError(f"max_batch_size must be >= 1 or None (one batch), got {max_batch_size!r}.")
     if isinstance(refine, bool) or not isinstance(refine, numbers.Real) or not 0 <= refine < math.inf:
         raise SearchError(f"refine must be a number >= 0 (extra evaluations as a multiple of the epsilon pass), got {refine!r}.")
+    if error_ceiling is not None and not (isinstance(error_ceiling, numbers.Real) and error_ceiling > 0):
+        raise SearchError(f"error_ceiling must be a positive number or None, got {error_ceiling!r}.")
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget < 0):
         raise SearchError(f"budget must be a whole number of evaluations >= 0 or None, got {budget!r}.")
     archs = list(dict.fromkeys(candidates))
@@ -233,7 +241,7 @@ def search(
                     c.errors[k] = float(done[(c.arch, k)])
                 else:
                     todo.append((c, t, k))
-        _summarise(table, p_T, i_T, theta_of)
+        _summarise(table, p_T, i_T, theta_of, error_ceiling)
         size = max_batch_size or max(len(todo), 1)
         for start in range(0, len(todo), size):
             batch = todo[start:start + size]
@@ -243,7 +251,7 @@ def search(
             for (c, _, k), value in zip(batch, values):
                 c.errors[k] = as_error(value, f"{c.arch} with theta {{{k}}}")
             state["launched"] += len(batch)
-            _summarise(table, p_T, i_T, theta_of)
+            _summarise(table, p_T, i_T, theta_of, error_ceiling)
             if on_batch is not None:
                 on_batch(table)
             evaluated = [v for c in table for v in c.errors.values()]
@@ -268,7 +276,7 @@ def search(
         c.refined = 1
     run(first + base)                                         # + the ε pass: the guarantee
     rounds = refine_rounds(table, run, total, len(thetas), max_batch_size, capacity, p_T, i_T, start=int(bool(first)))
-    _summarise(table, p_T, i_T, theta_of)
+    _summarise(table, p_T, i_T, theta_of, error_ceiling)
     ok = [c for c in table if c.W is not None]
     if not ok:
         raise SearchError("Every evaluated candidate failed (no finite error), so there is no answer; look at the jobs' logs.")
@@ -321,7 +329,8 @@ def _cost_table(archs: list[Arch], params, ops) -> list[Candidate]:
     return table
 
 
-def _summarise(table: list[Candidate], p_T: float, i_T: float, theta_of: Mapping[str, dict]) -> None:
+def _summarise(table: list[Candidate], p_T: float, i_T: float, theta_of: Mapping[str, dict],
+               error_ceiling: float | None = None) -> None:
     for c in table:
         finite = {k: v for k, v in c.errors.items() if math.isfinite(v)}
         if not c.errors:
@@ -329,6 +338,6 @@ def _summarise(table: list[Candidate], p_T: float, i_T: float, theta_of: Mapping
         if finite:
             k = min(finite, key=finite.get)
             c.e, c.theta = finite[k], dict(theta_of[k])
-            c.W = w_coefficient(c.p, c.i, c.e, p_T, i_T)
+            c.W = w_coefficient(c.p, c.i, c.e, p_T, i_T, error_ceiling)
         else:
             c.e, c.theta, c.W = math.inf, None, None

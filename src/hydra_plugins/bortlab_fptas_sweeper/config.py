@@ -11,7 +11,9 @@ from hydra.core.config_store import ConfigStore
 @dataclass
 class CostConf:
     seq_len: int = 128        # reference sequence length of the operation count i
-    effective: bool = False   # p without embeddings (the paper's effective size) instead of net
+    # p without embeddings (the paper's effective size) instead of all parameters; null: effective when the
+    # candidates are extracted from a source (model.init=extract), whose embeddings they inherit anyway
+    effective: Optional[bool] = None
     latency: bool = False     # i = measured forward latency on `device` instead of the op count
     device: str = "cpu"
 
@@ -26,6 +28,12 @@ class FPTASSweeperConf:
     budget: Optional[int] = None
     # also report the cheapest (lowest i) evaluated candidate with e <= error_cap (null: not reported)
     error_cap: Optional[float] = None
+    # W = 0 for errors at or above this (a model no better than it is worth nothing however cheap); null: 1 when
+    # the jobs return objective=rescaled errors (1 = the constant predictor), else none; .inf: none
+    error_ceiling: Optional[float] = None
+    # e(arch, θ) = the mean error over the product of these overrides, e.g. {seed: [0, 1, 2]} or
+    # {task: [glue/sst2, glue/stsb], seed: [0, 1]} (with objective=rescaled); one row per job in replicates.csv
+    replicates: Optional[Any] = None
     steps: Optional[int] = None          # training budget per candidate; null = the job's own
     steps_key: str = "trainer.max_steps"  # where the budget goes in the job config
     # hyperparameter sets Θ, each a dict of overrides ({optim.lr: 5e-5}); [] = one empty set. Sweep

@@ -54,10 +54,13 @@ class FPTASSweeper(Sweeper):
                  params: Dict[str, str], plot: bool, wandb: bool, wandb_project: str,
                  job_defaults: Optional[Dict[str, Any]] = None, init_key: Optional[str] = None,
                  preflight: Optional[str] = None, refine: float = 1.0, budget: Optional[int] = None,
-                 error_cap: Optional[float] = None) -> None:
+                 error_cap: Optional[float] = None, error_ceiling: Optional[float] = None,
+                 replicates: Optional[Dict[str, List[Any]]] = None) -> None:
         self.epsilon, self.steps, self.steps_key = epsilon, steps, steps_key
         self.refine, self.budget = refine, budget
         self.error_cap = None if error_cap is None else float(error_cap)
+        self.error_ceiling = None if error_ceiling is None else float(error_ceiling)
+        self.replicates = dict(_plain(replicates) or {})
         self.thetas = [dict(_plain(t)) for t in (_plain(thetas) or [])]
         self.max_batch_size, self.max_failure_rate = max_batch_size, max_failure_rate
         self.space_cfg, self.space_key, self.arch_key = _plain(space), space_key, arch_key
@@ -229,10 +232,11 @@ class FPTASSweeper(Sweeper):
         write_atomic(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
     def _sweep(self, arguments: List[str]) -> Any:
-        from bortlab.search import CostModel, search
+        from bortlab.search import CostModel, search, theta_key
         from bortlab.search.report import read_done, write_candidates_csv
 
         from bortlab.search.fptas import check_epsilon
+        from bortlab.search.replicates import ReplicateLog, expand, pool
 
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         check_epsilon(self.epsilon)
@@ -246,8 +250,9 @@ class FPTASSweeper(Sweeper):
         done = read_done(csv_path)
         defaults = self._defaults(fixed)
         # what an evaluation depends on besides (arch, θ): θ are columns of candidates.csv of their own
+        reps = expand(self.replicates)
         self._check_settings(sweep_dir, {"overrides": sorted(fixed.values()) + defaults, "steps": self.steps,
-                                         "steps_key": self.steps_key}, done)
+                                         "steps_key": self.steps_key, "replicates": self.replicates}, done)
         if done:
             log.info("FPTAS: resuming from %s (%d evaluations on record)", csv_path, len(done))
         # job numbers continue after the existing job dirs, so a resumed sweep never overwrites them
@@ -264,37 +269,72 @@ class FPTASSweeper(Sweeper):
             return out
 
         # a plain override of a key the sweeper sets per job would clash with it: the sweeper's value wins
+        def replicate_overrides(rep) -> List[str]:
+            return [f"{k}={render(v)}" for k, v in rep.items()]
+
         owned = {o.split("=", 1)[0].lstrip("+~") for t in thetas for o in candidate_overrides(next(iter(archs)), t)}
+        owned |= set(self.replicates)
         fixed_list = [v for k, v in fixed.items() if k.lstrip("+~") not in owned]
+        first = next(iter(archs))
+        job_cfg = self.hydra_context.config_loader.load_sweep_config(
+            self.config, fixed_list + candidate_overrides(first, thetas[0]) + replicate_overrides(reps[0]))
         if self.preflight:   # everything that would fail in every job, found once before any is launched
             from hydra.utils import get_method
 
-            first = next(iter(archs))
-            job_cfg = self.hydra_context.config_loader.load_sweep_config(
-                self.config, fixed_list + candidate_overrides(first, thetas[0]))
             get_method(self.preflight)(job_cfg, list(archs))
+        self._warn_mixed_objectives(job_cfg)
+        replicate_log = ReplicateLog(sweep_dir / "replicates.csv") if self.replicates else None
 
         def evaluate(pairs):
-            batch = [fixed_list + candidate_overrides(arch, theta) for arch, theta in pairs]
+            batch = [fixed_list + candidate_overrides(arch, theta) + replicate_overrides(rep)
+                     for arch, theta in pairs for rep in reps]
             # compose one job's config before launching: a bad override fails here, not in every job. One, not
             # all: composing costs as much as launching a job does on a small machine
             self.validate_batch_is_legal(batch[:1])
             returns = self.launcher.launch(batch, initial_job_idx=self.job_idx)
             errors = [self._error_of(r, self.job_idx + k, batch[k]) for k, r in enumerate(returns)]
+            if replicate_log is None:
+                self.job_idx += len(batch)
+                return errors
+            pooled = []
+            for n, (arch, theta) in enumerate(pairs):      # job n*R + r is replicate r of pair n
+                mine = errors[n * len(reps):(n + 1) * len(reps)]
+                for r, (rep, err) in enumerate(zip(reps, mine)):
+                    replicate_log.add(str(arch), theta_key(theta), rep, err, self.job_idx + n * len(reps) + r)
+                pooled.append(pool(mine)[0])
+            replicate_log.write()
             self.job_idx += len(batch)
-            return errors
+            return pooled
 
-        cost = CostModel(**self.cost_cfg)
+        cost_cfg = dict(self.cost_cfg)
+        if cost_cfg.get("effective") is None:   # extraction: embeddings are inherited, not what a candidate saves
+            cost_cfg["effective"] = OmegaConf.select(job_cfg, self.init_key or "model.init", default=None) == "extract"
+            log.info("FPTAS: p = %s parameters (cost.effective=%s)", "non-embedding" if cost_cfg["effective"] else "all",
+                     cost_cfg["effective"])
+        cost = CostModel(**cost_cfg)
+        ceiling = self._ceiling(job_cfg)
         result = search(
             list(archs), evaluate, self.epsilon, thetas, cost.params, cost.ops,
             source=self._source_arch(space), fold=self.fold, representative=self.representative,
             max_batch_size=self.max_batch_size, max_failure_rate=self.max_failure_rate, done=done,
-            refine=self.refine, budget=self.budget,
+            refine=self.refine, budget=self.budget, error_ceiling=ceiling,
             on_batch=lambda table: write_candidates_csv(csv_path, table, thetas),
         )
         write_candidates_csv(csv_path, result.table, thetas)
-        self._write_outputs(result, sweep_dir, candidate_overrides, cost)
+        self._write_outputs(result, sweep_dir, candidate_overrides, cost, replicate_log, ceiling)
         return result
+
+    def _ceiling(self, job_cfg) -> Optional[float]:
+        """hydra.sweeper.error_ceiling, or 1 when the jobs return rescaled errors (1 = the constant predictor)."""
+        if self.error_ceiling is not None:
+            return self.error_ceiling if math.isfinite(self.error_ceiling) else None
+        return 1.0 if OmegaConf.select(job_cfg, "objective", default=None) == "rescaled" else None
+
+    def _warn_mixed_objectives(self, job_cfg) -> None:
+        if any(k.lstrip("+~") in ("task", "task.name") for k in self.replicates) and \
+                OmegaConf.select(job_cfg, "objective", default=None) != "rescaled":
+            log.warning("FPTAS: replicates over tasks average their raw errors (1 - accuracy, 1 - F1, 1 - MCC ...), "
+                        "which are not on one scale; objective=rescaled puts every task's constant predictor at 1")
 
     @staticmethod
     def _error_of(ret, job_num: int, overrides: Sequence[str]) -> float:
@@ -315,15 +355,21 @@ class FPTASSweeper(Sweeper):
                 "(lower is better, e.g. 1 - dev accuracy) as a float for the fptas sweeper to rank candidates.")
         return float(value)
 
-    def _write_outputs(self, result, sweep_dir: Path, candidate_overrides, cost) -> None:
+    def _write_outputs(self, result, sweep_dir: Path, candidate_overrides, cost, replicate_log=None,
+                       ceiling: Optional[float] = None) -> None:
         from bortlab.search.report import plot_pareto, results_dict, write_results_yaml
 
         def overrides(arch, theta):  # what reproduces a solution on top of the sweep's own command line
             plain = (o.split("=", 1) for o in candidate_overrides(arch, theta))
             return {k: v for k, v in plain if k.lstrip("+") not in self.job_defaults}   # not predict=false
 
-        results = results_dict(result, overrides, extra={"cost_model": cost.describe()},
-                               error_cap=self.error_cap)
+        extra = {"cost_model": cost.describe(), "error_ceiling": ceiling}
+        if replicate_log is not None:
+            from bortlab.search import theta_key
+
+            extra["replicates"] = {"over": self.replicates, "best_error_se": replicate_log.se(
+                str(result.best), theta_key(result.best_theta))}
+        results = results_dict(result, overrides, extra=extra, error_cap=self.error_cap)
         write_results_yaml(sweep_dir / "optimization_results.yaml", results)
         log.info("FPTAS: best %s W=%.4g (p=%.4g, i=%.4g, e=%.4g) after %d evaluations (%d launched now) in %d cells; "
                  "results in %s", result.best, result.best_W, result.best_row.p, result.best_row.i,

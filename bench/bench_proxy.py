@@ -1,0 +1,227 @@
+"""Does the FPTAS's error proxy predict downstream quality? MiniLM sub-architectures, proxy vs fine-tuned scores.
+
+    python -m bortlab.pretrain.make_corpus --data ../shared/data --out corpus.txt
+    python bench/bench_proxy.py --corpus corpus.txt --out bench/results/proxy.jsonl          # runs, resumable
+    python bench/bench_proxy.py --corpus corpus.txt --out bench/results/proxy.jsonl --report # table + figures
+
+Every job is a plain `train.py` run in a subprocess (the path a sweep takes), one thread each, `--jobs` at a time:
+- proxy (`experiment=proxy_kd`): hidden-state distillation from the full MiniLM into the extracted candidate,
+  150 steps of 16 x 64 tokens; the proxy is the held-out MSE at the end (lower is better). Seeds change the
+  data order and the masking.
+- downstream (`experiment=proxy_finetune`): the extracted candidate fine-tuned 300 steps (batch 32, lr 1e-4)
+  on each task and scored once on dev at its last step; the task's selection metric (higher is better).
+One JSON line per finished job goes to `--out`, keyed by the settings that made it; a rerun skips what is there.
+Jobs run seed by seed, so an interrupted bench has whole seeds first.
+
+`--report` writes docs/figures/fptas_proxy_validation.csv (one row per candidate: arch, proxy_mean, proxy_sd,
+downstream_mean, then per-seed and per-task columns) and .png, and prints Spearman(proxy_mean, downstream_mean)
+and the median seed sd as a share of the proxy's spread across candidates (targets: rho <= -0.6, share < 10%).
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import csv
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Sub-architectures of MiniLM's search space (conf/search/minilm.yaml, head_dim 32), chosen before any result to
+# span depth 1-6, every head count, every width and every FFN size; the source itself (6, 12, 384, 1536) is T.
+ARCHS = [(1, 4, 192, 384), (1, 12, 384, 1536), (2, 6, 192, 768), (2, 8, 288, 1152), (3, 6, 192, 768),
+         (3, 12, 384, 768), (4, 8, 288, 768), (4, 4, 384, 1536), (5, 6, 288, 1152), (6, 12, 192, 384),
+         (6, 8, 384, 1152)]
+TASKS = ["glue/sst2", "glue/stsb", "glue/cola"]   # MiniLM is far above the constant predictor on all three
+
+
+def die(message: str) -> None:
+    print(f"bench_proxy.py: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def arch_name(arch) -> str:
+    return "-".join(map(str, arch))
+
+
+def overrides(job: dict, args) -> list[str]:
+    d, a, h, i = job["arch"]
+    arch = [f"arch.depth={d}", f"arch.heads={a}", f"arch.hidden={h}", f"arch.intermediate={i}", "arch.head_dim=32"]
+    common = [f"seed={job['seed']}", "trainer.enable_progress_bar=false"]
+    if job["kind"] == "proxy":
+        return ["experiment=proxy_kd", f"data.corpus={args.corpus}", *arch, *common]
+    return ["experiment=proxy_finetune", f"task={job['task']}", f"data.root={args.data}", *arch, *common]
+
+
+def settings(args) -> dict:
+    """What makes a row reusable: the experiment configs' values (not their comments) and the corpus."""
+    import yaml
+
+    configs = {n: yaml.safe_load((REPO / "conf" / "experiment" / f"{n}.yaml").read_text())
+               for n in ("proxy_kd", "proxy_finetune")}
+    return {"configs": configs, "corpus": str(Path(args.corpus).resolve()) if args.corpus else None}
+
+
+def key(job: dict) -> tuple:
+    return job["kind"], arch_name(job["arch"]), job.get("task"), job["seed"]
+
+
+def jobs(seeds) -> list[dict]:
+    out = []
+    for seed in seeds:
+        out += [{"kind": "proxy", "arch": arch, "task": None, "seed": seed} for arch in ARCHS]
+        out += [{"kind": "downstream", "arch": arch, "task": task, "seed": seed} for arch in ARCHS for task in TASKS]
+    return out
+
+
+def read_rows(path: Path, want: dict) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r.get("settings") == want]
+
+
+def run_job(job: dict, args, want: dict, lock: threading.Lock) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="proxy-", dir=args.workdir))
+    cmd = [sys.executable, str(REPO / "train.py"), *overrides(job, args), f"hydra.run.dir={workdir}"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}\nexit {proc.returncode}\n{proc.stderr[-3000:]}")
+    metrics = json.loads((workdir / "metrics.json").read_text())
+    row = {"kind": job["kind"], "arch": arch_name(job["arch"]), "task": job["task"], "seed": job["seed"],
+           "objective": metrics["objective"], "seconds": round(seconds, 1), "settings": want}
+    if job["kind"] == "proxy":
+        row["heldout"], row["initial_heldout"] = metrics["heldout"], metrics["initial_heldout"]
+        row["params"] = metrics["params"]
+    else:
+        row["score"] = metrics["dev"][metrics["selection_metric"]]
+        row["metric"], row["dev"] = metrics["selection_metric"], metrics["dev"]
+    with lock, open(args.out, "a") as f:         # one whole line per job, appended under a lock
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    shutil.rmtree(workdir, ignore_errors=True)   # checkpoints of 100+ candidates would fill the disk
+    return row
+
+
+def run_all(args) -> None:
+    want = settings(args)
+    done = {key({**r, "arch": tuple(map(int, r["arch"].split("-")))}) for r in read_rows(args.out, want)}
+    todo = [j for j in jobs(args.seeds) if key(j) not in done]
+    print(f"{len(done)} jobs already in {args.out}; {len(todo)} to run, {args.jobs} at a time", flush=True)
+    lock = threading.Lock()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    with cf.ThreadPoolExecutor(args.jobs) as pool:
+        futures = {pool.submit(run_job, j, args, want, lock): j for j in todo}
+        for n, fut in enumerate(cf.as_completed(futures), 1):
+            job = futures[fut]
+            try:
+                row = fut.result()
+            except RuntimeError as e:
+                print(f"[{n}/{len(todo)}] FAILED {key(job)}\n{e}", flush=True)
+                continue
+            value = row.get("score", row["objective"])
+            print(f"[{n}/{len(todo)}] {row['kind']:>10} {row['arch']:>14} {row['task'] or '':>10} seed {row['seed']}: "
+                  f"{value:.4f} ({row['seconds']:.0f} s)", flush=True)
+
+
+def report(args) -> None:
+    from scipy.stats import spearmanr
+
+    rows = read_rows(args.out, settings(args))
+    table = []
+    for arch in map(arch_name, ARCHS):
+        proxy = {r["seed"]: r["objective"] for r in rows if r["kind"] == "proxy" and r["arch"] == arch}
+        down = {(r["task"], r["seed"]): r["score"] for r in rows if r["kind"] == "downstream" and r["arch"] == arch}
+        per_task = {t: [v for (task, _), v in down.items() if task == t] for t in TASKS}
+        if not proxy or not all(per_task.values()):
+            continue
+        row = {"arch": arch, "proxy_mean": statistics.mean(proxy.values()),
+               "proxy_sd": statistics.stdev(proxy.values()) if len(proxy) > 1 else float("nan"),
+               "downstream_mean": statistics.mean(statistics.mean(v) for v in per_task.values())}
+        row.update({f"proxy_seed{s}": v for s, v in sorted(proxy.items())})
+        for t, values in per_task.items():
+            name = t.split("/")[-1]
+            row[f"{name}_mean"] = statistics.mean(values)
+            row.update({f"{name}_seed{s}": down[t, s] for s in sorted(s for task, s in down if task == t)})
+        table.append(row)
+    if len(table) < 3:
+        die(f"only {len(table)} candidates have both a proxy and every task in {args.out}; run more jobs first "
+            f"(the same command without --report)")
+    columns = list(dict.fromkeys(c for row in table for c in row))
+    out = REPO / "docs" / "figures" / "fptas_proxy_validation.csv"
+    tmp = out.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows({k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()} for row in table)
+    os.replace(tmp, out)
+
+    rho = spearmanr([r["proxy_mean"] for r in table], [r["downstream_mean"] for r in table]).statistic
+    spread = max(r["proxy_mean"] for r in table) - min(r["proxy_mean"] for r in table)
+    sds = [r["proxy_sd"] for r in table if r["proxy_sd"] == r["proxy_sd"]]
+    share = statistics.median(sds) / spread if sds else float("nan")
+    print(f"{len(table)} candidates; seeds per proxy: {sorted({len([k for k in r if k.startswith('proxy_seed')]) for r in table})}")
+    print(f"Spearman(proxy_mean, downstream_mean) = {rho:+.3f}  (target <= -0.6)")
+    print(f"median seed sd / proxy spread = {share:.1%}  (target < 10%)")
+    for t in TASKS:
+        name = t.split("/")[-1]
+        r_t = spearmanr([r["proxy_mean"] for r in table], [r[f"{name}_mean"] for r in table]).statistic
+        print(f"  Spearman(proxy_mean, {name}) = {r_t:+.3f}")
+    print(f"wrote {out}")
+    plot(table, rho, out.with_suffix(".png"))
+
+
+def plot(table, rho, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    x = [r["proxy_mean"] for r in table]
+    y = [r["downstream_mean"] for r in table]
+    ax.errorbar(x, y, xerr=[r["proxy_sd"] for r in table], fmt="o", capsize=3)
+    for r in table:
+        ax.annotate("⟨" + r["arch"].replace("-", ",") + "⟩", (r["proxy_mean"], r["downstream_mean"]), fontsize=7,
+                    xytext=(4, 3), textcoords="offset points")
+    ax.set_xlabel("proxy: held-out hidden-state MSE after 150 KD steps (mean ± sd over seeds)")
+    ax.set_ylabel("downstream: mean dev score over " + ", ".join(t.split("/")[-1] for t in TASKS))
+    ax.set_title(f"MiniLM sub-architectures: Spearman ρ = {rho:+.2f}")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    os.replace(tmp, path)
+    print(f"wrote {path}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--corpus", required=True, help="pre-training text (python -m bortlab.pretrain.make_corpus)")
+    p.add_argument("--data", default=os.environ.get("BORTLAB_DATA") or str(REPO.parent / "shared" / "data"))
+    p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "proxy.jsonl")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--jobs", type=int, default=2, help="jobs at a time (each gets --threads threads)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "bortlab-bench-proxy")
+    p.add_argument("--report", action="store_true", help="write the validation table and figure from --out")
+    args = p.parse_args()
+    if not Path(args.corpus).exists():
+        die(f"no corpus at {args.corpus}; write one with "
+            "`python -m bortlab.pretrain.make_corpus --data ../shared/data --out corpus.txt`")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report(args) if args.report else run_all(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -14,8 +14,8 @@ scoring path (`bortlab.data.scoring.score`) on constant logits, so every metric 
   query, and which one "wins" is then an artefact of the tie-break, not a prediction; `rescaled` refuses it.
 
 `rescaled_error(score, baseline)` = (1 − score) / (1 − baseline): the baseline is 1.0, a perfect model 0,
-worse than the baseline above 1. `rescaled_mean(errors)` is what a multi-task / multi-seed proxy uses: the
-mean of rescaled errors and its standard error.
+worse than the baseline above 1. A multi-task / multi-seed proxy averages them: the fptas sweeper's
+`replicates` (bortlab.search.replicates.pool: the mean and its standard error).
 """
 from __future__ import annotations
 
@@ -80,17 +80,3 @@ def rescaled_error(score: float, baseline: float) -> float:
     if not baseline < 1.0:
         raise BaselineError(f"baseline score {baseline} >= 1: a constant is already perfect, nothing to rescale by.")
     return (1.0 - float(score)) / (1.0 - float(baseline))
-
-
-def rescaled_mean(errors: Sequence[float]) -> tuple[float, float]:
-    """Mean over tasks and seeds of rescaled errors and its standard error (sample std / √n); the SE of a
-    single value is NaN (unknown), not 0. Not used by the single-task objective: what a multi-task proxy uses."""
-    xs = [float(x) for x in errors]
-    if not xs:
-        raise ValueError("rescaled_mean of no errors.")
-    n = len(xs)
-    mean = sum(xs) / n
-    if n == 1:
-        return mean, math.nan
-    var = sum((x - mean) ** 2 for x in xs) / (n - 1)
-    return mean, math.sqrt(var / n)

@@ -81,20 +81,24 @@ class Labeller:
         return (self.probs(rows).argmax(-1) == gold).float().mean().item()
 
 
-def label_rows(labeller: Labeller, task: Task, rows: Sequence[dict], threshold: float = 0.0):
+def label_rows(labeller: Labeller, task: Task, rows: Sequence[dict], threshold: float = 0.0, soft: bool = False):
     """(labelled rows kept, confidences of all rows): each row gets the labeller's argmax label; rows whose
-    top probability is below `threshold` are dropped."""
+    top probability is below `threshold` are dropped. With `soft`, each kept row also carries the labeller's
+    probabilities as its soft target (trained with a KL term alone: soft weight 1)."""
     from bortlab.agora.rows import set_label
+    from bortlab.data.datamodule import SOFT, SOFT_WEIGHT
 
     if not rows:
         return [], torch.empty(0)
     p = labeller.probs(rows)
     conf, y = p.max(-1)
     kept = []
-    for r, c, lab in zip(rows, conf.tolist(), y.tolist()):
+    for r, c, lab, probs in zip(rows, conf.tolist(), y.tolist(), p.tolist()):
         if c >= threshold:
             new = set_label(task, r, int(lab))
             new["agora"] = {**new.get("agora", {}), "confidence": round(c, 4), "labeller": labeller.name}
+            if soft:
+                new[SOFT], new[SOFT_WEIGHT] = probs, 1.0
             kept.append(new)
     return kept, conf
 
@@ -197,10 +201,10 @@ def match_labels(task: Task, theirs: Sequence, source: str) -> list[int]:
     return [norm.index(w) for w in want]
 
 
-def load_bortlab(path: Path, task: Task) -> ModelLabeller:
+def load_bortlab(path: Path, task: Task, checkpoint: str = "best", what: str = "agora.labeller.path") -> ModelLabeller:
     from bortlab.finetune.checkpoint import load_finetuned
 
-    run = load_finetuned(path, what="agora.labeller.path")
+    run = load_finetuned(path, what=what, checkpoint=checkpoint)
     own_task, ckpt = run.task, run.checkpoint
     if own_task.kind != task.kind or (task.kind == "multiple_choice" and own_task.num_choices != task.num_choices):
         raise SetupError(f"The labeller {ckpt} was trained on {own_task.name} ({own_task.kind}) but the task is "
@@ -240,8 +244,9 @@ def load_hf(name: str, task: Task, labels: Optional[Sequence] = None) -> ModelLa
     return ModelLabeller(model, tokenizer, task, columns, name=f"hf:{Path(str(name)).name}")
 
 
-def load_labeller(spec: Optional[dict], task: Task, dm=None) -> Labeller:
-    """Build the labeller described by the `agora.labeller` node (kind: checkpoint | student | ensemble)."""
+def load_labeller(spec: Optional[dict], task: Task, dm=None, what: str = "agora.labeller.path") -> Labeller:
+    """Build the labeller described by the `agora.labeller` node (kind: checkpoint | student | ensemble);
+    `checkpoint: best | last` picks a bortlab run directory's best.ckpt (else last.ckpt) or its last.ckpt."""
     spec = dict(spec or {})
     kind = spec.get("kind", "checkpoint")
     if kind == "student":
@@ -249,7 +254,7 @@ def load_labeller(spec: Optional[dict], task: Task, dm=None) -> Labeller:
             raise SetupError("agora.labeller.kind=student labels with the student itself; it needs the run's data.")
         return StudentLabeller(dm)
     if kind == "ensemble":
-        return Ensemble([load_labeller(m, task, dm) for m in spec.get("members") or []])
+        return Ensemble([load_labeller(m, task, dm, what) for m in spec.get("members") or []])
     if kind != "checkpoint":
         raise SetupError(f"agora.labeller.kind={kind!r}: choose checkpoint, student or ensemble.")
     path = spec.get("path")
@@ -261,6 +266,6 @@ def load_labeller(spec: Optional[dict], task: Task, dm=None) -> Labeller:
     p = Path(str(path)).expanduser()
     if p.suffix == ".ckpt" or (p.is_dir() and not (p / "config.json").exists()):
         if not p.exists():
-            raise SetupError(f"agora.labeller.path={p}: no such checkpoint.")
-        return load_bortlab(p, task)
+            raise SetupError(f"{what}={p}: no such checkpoint.")
+        return load_bortlab(p, task, str(spec.get("checkpoint") or "best"), what)
     return load_hf(str(p) if p.exists() else str(path), task, spec.get("labels"))

@@ -19,9 +19,12 @@ from torch.utils.data import DataLoader, Sampler
 from bortlab.config import SetupError
 from bortlab.data.io import DataError
 from bortlab.data.passage_fit import MODES as PASSAGE_FITS, fit_passages
+from bortlab.data.subsample import Selection, balanced_take
 from bortlab.data.tasks import Task, get_task, read_split
 
 log = logging.getLogger(__name__)
+SPARE = "train_spare"     # the chosen part's rows left out of data.train_subset: Agora's hold-out, a distill pool
+SOFT, SOFT_WEIGHT = "soft_label", "soft_weight"   # row keys of a soft target and the share of its KL term
 
 
 class TaskDataModule(L.LightningDataModule):
@@ -41,6 +44,7 @@ class TaskDataModule(L.LightningDataModule):
         dev_splits: Optional[Sequence[str]] = None,
         test_splits: Optional[Sequence[str]] = None,
         passage_fit: str = "cut",
+        selection: Optional[Selection] = None,
     ):
         super().__init__()
         self.task = task if isinstance(task, Task) else get_task(task)
@@ -60,6 +64,7 @@ class TaskDataModule(L.LightningDataModule):
             raise SetupError(f"data.passage_fit={passage_fit!r} is not one of {', '.join(PASSAGE_FITS)}: cut (the passage's "
                              "end) or select (keep the sentences that share the rarest words with the question)")
         self.passage_fit = passage_fit
+        self.selection = selection if selection is not None and selection.active else None
         # only `only_first` tasks have a passage (the first text) to shorten; elsewhere select changes nothing
         self._select_sentences = passage_fit == "select" and self.task.truncation == "only_first"
         if passage_fit != "cut" and not self._select_sentences:
@@ -79,6 +84,51 @@ class TaskDataModule(L.LightningDataModule):
         # only official splits are cached: rows added at run time (Agora) change every round
         self.features[split] = self.encode_rows(rows, cache_split=split)
         log.info("%s/%s: %d rows, max %d tokens", self.task.name, split, len(rows), self.max_length)
+        if split == self.train_split and self.selection is not None:
+            # the whole split was tokenised (and cached) first: every reserve/subset draw reuses that cache
+            keep, spare = self.selection.split(self.task, rows)
+            self._take(split, SPARE, spare)
+            self._take(split, split, keep)
+            sel = self.selection
+            log.info("%s/%s: training on %d rows (data.use=%s%s%s), %d spare", self.task.name, split, len(keep),
+                     sel.use, f", reserve {sel.reserve} seed {sel.reserve_seed}" if sel.reserve else "",
+                     f", balanced subset seed {sel.subset_seed}" if sel.subset else "", len(spare))
+
+    def _take(self, source: str, split: str, idx: Sequence[int]) -> None:
+        """`split` := the rows of `source` at positions `idx` (in that order), renumbered from 0."""
+        rows, feats = self.rows[source], self.features[source]
+        self.rows[split] = [rows[i] for i in idx]
+        self.features[split] = [{**feats[i], "index": j} for j, i in enumerate(idx)]
+
+    def take_spare(self, split: str, n: int, balanced: bool = True, seed: int = 0) -> int:
+        """Move `n` rows of the spare (the chosen part minus data.train_subset) into a new split: class-balanced
+        and next in draw order (so, after a subset S, the next rows of every class), or a seeded uniform
+        sample. They leave the spare, so later draws (a distillation pool) never overlap them."""
+        self.load_split(self.train_split)
+        spare = self.rows.get(SPARE) or []
+        if n > len(spare):
+            raise SetupError(f"Asked for {n} rows of the spare training rows (the chosen part minus "
+                             f"data.train_subset), but only {len(spare)} are left. Draw fewer, or reserve more "
+                             "rows (data.reserve).")
+        order = list(range(len(spare)))
+        if balanced and self.task.kind != "regression":
+            taken, rest = balanced_take(order, [self.task.target(r) for r in spare], n)
+        else:
+            random.Random(seed).shuffle(order)
+            taken, rest = sorted(order[:n]), sorted(order[n:])
+        self._take(SPARE, split, taken)
+        self._take(SPARE, SPARE, rest)
+        return n
+
+    def set_soft_labels(self, split: str, probs, weight: float) -> None:
+        """Attach a soft target (a probability row per row, in the task's label order) to every row of `split`,
+        trained with `weight` × T²·KL and (1 − weight) × CE on its label (FineTuneModule)."""
+        probs = [[float(x) for x in p] for p in probs]
+        if len(probs) != len(self.rows[split]):
+            raise ValueError(f"{len(probs)} soft labels for {len(self.rows[split])} rows of {split}")
+        for row, feat, p in zip(self.rows[split], self.features[split], probs):
+            row[SOFT], row[SOFT_WEIGHT] = p, float(weight)
+            feat[SOFT], feat[SOFT_WEIGHT] = p, float(weight)
 
     def _tokenize(self, rows, texts_a, texts_b, cache_split):
         from bortlab.data import feature_cache
@@ -131,6 +181,8 @@ class TaskDataModule(L.LightningDataModule):
             ex = {"index": i, "input_ids": ids[k : k + n], "label": self.task.target(row)}
             if types is not None and self.use_token_types:
                 ex["token_type_ids"] = types[k : k + n]
+            if row.get(SOFT) is not None:          # a soft target (Agora's soft labels, a distillation teacher)
+                ex[SOFT], ex[SOFT_WEIGHT] = list(row[SOFT]), float(row.get(SOFT_WEIGHT, 1.0))
             if self.task.kind != "multiple_choice":     # one pair: unwrap the choice dimension
                 ex["input_ids"] = ex["input_ids"][0]
                 if "token_type_ids" in ex:
@@ -170,7 +222,7 @@ class TaskDataModule(L.LightningDataModule):
         return TaskDataModule(task, self.tokenizer, root=self.root, max_length=self.max_length,
                               batch_size=self.batch_size, eval_batch_size=self.eval_batch_size,
                               group_by_length=self.group_by_length, num_workers=self.num_workers, seed=self.seed,
-                              use_token_types=self.use_token_types, passage_fit=self.passage_fit)
+                              use_token_types=self.use_token_types, passage_fit=self.passage_fit)   # no selection: other task
 
     def setup(self, stage: Optional[str] = None) -> None:
         if stage in (None, "fit"):
@@ -370,4 +422,9 @@ class Collator:
             dtype = torch.float if self.task.kind == "regression" else torch.long
             batch["labels"] = torch.tensor(labels, dtype=dtype)
         batch["index"] = torch.tensor([f["index"] for f in feats], dtype=torch.long)
+        if any(SOFT in f for f in feats):
+            # only batches holding a soft-target row carry these keys: the default path stays as it was
+            width = len(next(f[SOFT] for f in feats if SOFT in f))
+            batch["soft_labels"] = torch.tensor([f.get(SOFT) or [0.0] * width for f in feats], dtype=torch.float)
+            batch["soft_weight"] = torch.tensor([f.get(SOFT_WEIGHT, 0.0) if SOFT in f else 0.0 for f in feats])
         return batch

@@ -34,9 +34,22 @@ class FineTuned:
         return int(self.cfg.data.get("max_length") or self.cfg.task.get("max_length") or self.task.max_length)
 
 
-def run_checkpoint(path: Path, what: str = "path") -> Path:
-    """A run directory -> its checkpoints/best.ckpt (else last.ckpt); a checkpoint file as it is."""
+CHOICES = ("best", "last")
+
+
+def run_checkpoint(path: Path, what: str = "path", checkpoint: str = "best") -> Path:
+    """A run directory -> its checkpoints/best.ckpt (else last.ckpt), or with checkpoint="last" its last.ckpt
+    (the final weights: no selection on dev); a checkpoint file as it is."""
+    if checkpoint not in CHOICES:
+        raise SetupError(f"checkpoint={checkpoint!r} for {what}: choose best (the best dev check, else last) or "
+                         "last (the final weights, no selection on dev).")
     path = Path(path).expanduser()
+    if path.is_dir() and checkpoint == "last" and not (path / "config.json").exists():
+        if not (path / "checkpoints" / "last.ckpt").exists():
+            raise SetupError(f"{what}={path} with checkpoint=last: the run has no checkpoints/last.ckpt (was it "
+                             "trained with callbacks.checkpoint.save_last=false?). Use checkpoint=best, or pass "
+                             "a .ckpt file.")
+        return path / "checkpoints" / "last.ckpt"
     if path.is_dir():
         for name in ("best.ckpt", "last.ckpt"):
             if (path / "checkpoints" / name).exists():
@@ -48,7 +61,7 @@ def run_checkpoint(path: Path, what: str = "path") -> Path:
     return path
 
 
-def load_finetuned(path, what: str = "path") -> FineTuned:
+def load_finetuned(path, what: str = "path", checkpoint: str = "best") -> FineTuned:
     """Rebuild the run's model from its config and shape, and load its checkpoint's weights (weights only)."""
     from omegaconf import OmegaConf
 
@@ -56,7 +69,7 @@ def load_finetuned(path, what: str = "path") -> FineTuned:
     from bortlab.data.tasks import get_task
     from bortlab.models.build import build_model, build_tokenizer
 
-    ckpt = run_checkpoint(Path(path), what)
+    ckpt = run_checkpoint(Path(path), what, checkpoint)
     run_dir = ckpt.parent.parent
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     own = (state.get("hyper_parameters") or {}).get("task")

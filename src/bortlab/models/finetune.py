@@ -17,16 +17,19 @@ log = logging.getLogger(__name__)
 class FineTuneModule(L.LightningModule):
     def __init__(self, model: torch.nn.Module, task: str | Task, lr: float = 5e-5, weight_decay: float = 0.01,
                  warmup_ratio: float = 0.1, warmup_steps: Optional[int] = None, betas=(0.9, 0.999),
-                 eps: float = 1e-8):
+                 eps: float = 1e-8, soft_temperature: float = 1.0):
         super().__init__()
         self.model = model
         self.task = task if isinstance(task, Task) else get_task(task)
         self.lr, self.weight_decay, self.warmup_ratio, self.warmup_steps = lr, weight_decay, warmup_ratio, warmup_steps
         self.betas, self.eps = tuple(betas), eps
+        # T of the soft-target term (rows with a soft label: Agora's soft labels, a distillation teacher)
+        self.soft_temperature = float(soft_temperature)
         # plain values only: checkpoints must load with weights_only=True
         self.save_hyperparameters({"task": self.task.name, "lr": lr, "weight_decay": weight_decay,
                                    "warmup_ratio": warmup_ratio, "warmup_steps": warmup_steps,
-                                   "betas": list(self.betas), "eps": eps})
+                                   "betas": list(self.betas), "eps": eps, "soft_temperature": soft_temperature})
+        self.end_epoch_early = False     # set by a callback (Agora's step rounds) to restart the train loader
         self._outputs: dict[int, list] = {}
         self.last_metrics: dict[str, float] = {}
 
@@ -40,10 +43,46 @@ class FineTuneModule(L.LightningModule):
             return F.mse_loss(logits.squeeze(-1), labels.float())
         return F.cross_entropy(logits, labels)   # classification, or a softmax over choices
 
+    def soft_loss(self, logits: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor,
+                  weight: torch.Tensor) -> torch.Tensor:
+        """Mean over rows of (1 − w)·CE(label) + w·T²·KL(p_T ‖ softmax(z / T)), where p_T = the soft target
+        sharpened or flattened to temperature T (softmax(log p / T); T = 1 leaves it as it is) and w the
+        row's soft weight: 0 on real rows (plain CE), 1 on rows trained on the soft target alone. T² keeps the
+        gradient's size independent of T (Hinton et al., 2015)."""
+        T = self.soft_temperature
+        ce = F.cross_entropy(logits, labels, reduction="none")
+        teacher = torch.log(soft.clamp_min(1e-12)) / T
+        teacher = teacher - teacher.logsumexp(-1, keepdim=True)
+        kl = F.kl_div(F.log_softmax(logits.float() / T, -1), teacher, reduction="none", log_target=True).sum(-1)
+        kl = torch.where(weight > 0, kl, torch.zeros_like(kl))   # rows without a soft target: no KL term
+        return ((1 - weight) * ce + weight * (T * T) * kl).mean()
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.loss(self(batch), batch["labels"])
+        if "soft_labels" in batch and self.task.kind != "regression":
+            loss = self.soft_loss(self(batch), batch["labels"], batch["soft_labels"], batch["soft_weight"])
+        else:
+            loss = self.loss(self(batch), batch["labels"])
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["labels"].shape[0])
         return loss
+
+    # ---- ending an epoch early ---------------------------------------------------------------------
+    # Lightning ends an epoch when on_train_batch_start returns -1; the next epoch then rebuilds the train
+    # loader (reload_dataloaders_every_n_epochs=1), which serves rows added since. The skipped batch is not
+    # trained, and its lr-scheduler step is skipped too, so the schedule stays in step with global_step.
+    def on_train_epoch_start(self) -> None:
+        self.end_epoch_early = False      # this epoch's loader was built after the request: nothing to restart
+
+    def on_train_batch_start(self, batch, batch_idx: int):
+        if self.end_epoch_early:
+            self.end_epoch_early, self._skip_scheduler_step = False, True
+            return -1
+        return None
+
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        if getattr(self, "_skip_scheduler_step", False):
+            self._skip_scheduler_step = False
+            return
+        scheduler.step() if metric is None else scheduler.step(metric)
 
     # ---- evaluation --------------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:

@@ -24,6 +24,7 @@ def run_finetune(cfg: DictConfig) -> float:
     from bortlab.checks import check_max_length, check_task
     from bortlab.curves import Curves
     from bortlab.data.datamodule import TaskDataModule
+    from bortlab.data.subsample import Selection
     from bortlab.data.tasks import get_task
     from bortlab.distributed import is_rank_zero
     from bortlab.models.build import arch_from_cfg, build_model, build_tokenizer
@@ -34,6 +35,10 @@ def run_finetune(cfg: DictConfig) -> float:
     task = get_task(cfg.task.name)
     check_task(task)
     kind = _objective_kind(cfg, task)        # raw | rescaled: checked before any training is spent
+    selection = Selection.from_cfg(cfg.data)  # data.reserve / use / train_subset: bad combinations fail here
+    from bortlab.finetune.distill import attach_teacher, distill_options
+
+    distill = distill_options(cfg)
     with Stage(cfg) as stage:
         tokenizer = build_tokenizer(cfg)
         model, arch = build_model(cfg, task, tokenizer)
@@ -45,9 +50,11 @@ def run_finetune(cfg: DictConfig) -> float:
             task, tokenizer, root=cfg.data.root, max_length=max_length,
             batch_size=cfg.data.batch_size, eval_batch_size=cfg.data.eval_batch_size,
             group_by_length=cfg.data.group_by_length, num_workers=cfg.data.num_workers, seed=int(cfg.seed),
-            use_token_types=arch.uses_token_types, passage_fit=cfg.data.passage_fit,
+            use_token_types=arch.uses_token_types, passage_fit=cfg.data.passage_fit, selection=selection,
         )
-        module = FineTuneModule(model, task, **OmegaConf.to_container(cfg.optim, resolve=True))
+        distilled = attach_teacher(distill, dm, int(cfg.seed)) if distill else None
+        module = FineTuneModule(model, task, **OmegaConf.to_container(cfg.optim, resolve=True),
+                                soft_temperature=distill["temperature"] if distill else 1.0)
         selection = f"val/{task.metrics[0]}"
         curves = Curves(fit_only=True)     # the final validate reads best.ckpt: not a point of the curve
         trainer = stage.trainer(arch, monitor=selection, mode="max", callbacks=[curves])
@@ -96,6 +103,7 @@ def run_finetune(cfg: DictConfig) -> float:
             "processes": int(trainer.world_size),
             "best_checkpoint": best, "submission": str(submission) if submission else None,
             "eval_precision": precision, "dev_at_precision": at_precision,
+            "train_rows": len(dm.rows[dm.train_split]), "distill": distilled,
         }
         stage.finish(result, final={"objective": objective, **dev})
         log.info("%s dev: %s; objective %.4f (metrics.json in %s)", task.name,

@@ -69,6 +69,9 @@ def test_teacher_soft_targets_and_an_unlabelled_pool_from_the_reserve(teacher, t
     assert not {r["idx"] for r in pool} & {r["idx"] for r in s_rows}
     assert len(dm.rows[SPARE]) == 2000 - 40 - 20
     assert isinstance(info["teacher_dev_accuracy"], float)
+    # it trained on train − R and the student's rows come from R: its Agora-dev accuracy is not optimistic
+    assert ref.saw_train_of(task) and not ref.saw_train_of(task, sel)
+    assert ref.saw_train_of(task, Selection(reserve=2000, reserve_seed=1, use="reserve"))   # another R
 
 
 def test_distillation_and_agora_runs_from_config_keys(teacher, compose, data_root, tmp_path):

@@ -130,7 +130,7 @@ class AgoraCallback(L.Callback):
             self.labeller_acc = self.labeller.accuracy(task, dev_rows)
             log.info("agora: labeller %s, accuracy %.4f on Agora's dev set (%s, %d rows)", self.labeller.name,
                      self.labeller_acc, self.dev_split, len(dev_rows))
-            if self.dev == "holdout" and self.labeller.saw_train_of(task):
+            if self.dev == "holdout" and self.labeller.saw_train_of(task, dm.selection):
                 log.warning("agora: the labeller was fine-tuned on %s's train split, which contains Agora's hold-out: "
                             "its %.4f there is optimistic (see its own run's dev score for an honest one).",
                             task.name, self.labeller_acc)

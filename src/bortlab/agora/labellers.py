@@ -61,11 +61,17 @@ def predict_rows(model: torch.nn.Module, dm, rows: Sequence[dict], batch_size: i
 class Labeller:
     name = "labeller"
     trained_on: Optional[str] = None   # the bortlab task a checkpoint labeller was fine-tuned on, when known
+    trained_rows = None                # its data.Selection: which train rows it saw (None: all of them)
 
-    def saw_train_of(self, task: Task) -> bool:
+    def saw_train_of(self, task: Task, selection=None) -> bool:
         """Was (a member of) this labeller fine-tuned on `task`'s own training split? Then a hold-out cut from
-        that split was in its training data, and its accuracy there is optimistic."""
-        return self.trained_on == task.name
+        that split was in its training data, and its accuracy there is optimistic. Not so when it trained on
+        train − R and the student's rows (`selection`) come from the same reserve R."""
+        if self.trained_on != task.name:
+            return False
+        mine = self.trained_rows
+        return not (mine is not None and selection is not None and mine.use == "rest" and selection.use == "reserve"
+                    and (mine.reserve, mine.reserve_seed) == (selection.reserve, selection.reserve_seed))
 
     def probs(self, rows: Sequence[dict]) -> torch.Tensor:
         raise NotImplementedError
@@ -183,8 +189,8 @@ class Ensemble(Labeller):
     def embedding_source(self):
         return next((s for m in self.members if (s := m.embedding_source()) is not None), None)
 
-    def saw_train_of(self, task: Task) -> bool:
-        return any(m.saw_train_of(task) for m in self.members)
+    def saw_train_of(self, task: Task, selection=None) -> bool:
+        return any(m.saw_train_of(task, selection) for m in self.members)
 
 
 # ---- label sets ---------------------------------------------------------------------------------------
@@ -211,10 +217,14 @@ def load_bortlab(path: Path, task: Task, checkpoint: str = "best", what: str = "
                          f"{task.name} ({task.kind}); its outputs cannot be {task.name}'s labels.")
     columns = (match_labels(task, own_task.labels, f"{ckpt} (trained on {own_task.name})")
                if task.kind == "classification" else [])
-    return ModelLabeller(run.model, run.tokenizer, task, columns, name=f"bortlab:{run.run_dir.name}",
-                         max_length=run.cfg.data.get("max_length") or run.cfg.task.get("max_length"),
-                         trained_on=own_task.name,
-                         passage_fit=run.cfg.data.get("passage_fit", "cut"))   # runs from before the option: cut
+    from bortlab.data.subsample import Selection
+
+    lab = ModelLabeller(run.model, run.tokenizer, task, columns, name=f"bortlab:{run.run_dir.name}",
+                        max_length=run.cfg.data.get("max_length") or run.cfg.task.get("max_length"),
+                        trained_on=own_task.name,
+                        passage_fit=run.cfg.data.get("passage_fit", "cut"))   # runs from before the option: cut
+    lab.trained_rows = Selection.from_cfg(run.cfg.data)       # runs from before data.reserve: all rows
+    return lab
 
 
 def load_hf(name: str, task: Task, labels: Optional[Sequence] = None) -> ModelLabeller:

@@ -57,6 +57,11 @@ def test_step_rounds_fire_at_their_steps_and_the_loader_serves_the_new_rows_next
     sched = trainer.lr_scheduler_configs[0].scheduler
     assert sched.last_epoch == trainer.global_step        # the skipped batches did not advance the lr schedule
     assert trainer.current_epoch > 0 and len(dm.rows["train"]) == sizes[3]
+    # a restart in the same directory reads the rounds back: no new round, every step sees all their rows
+    stamp = [(tmp_path / "agora" / f"round_{r}.jsonl").read_text() for r in (1, 2, 3)]
+    _, _, cb2, spy2, log2 = _fit(tokenizer, tmp_path, {"at_steps": [5, 12, 20], "k": 2}, steps=30)
+    assert cb2.rounds_done == 3 and log2 == log and set(spy2.sizes.values()) == {sizes[3]}
+    assert [(tmp_path / "agora" / f"round_{r}.jsonl").read_text() for r in (1, 2, 3)] == stamp
 
 
 def test_every_n_steps_and_bad_schedules():

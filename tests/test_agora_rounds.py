@@ -86,6 +86,12 @@ def test_points_budget_balance_and_cap(tokenizer, tmp_path):
     assert all(x["sources"] == 60 for x in log[:2])                 # source=all: every Agora-dev row
 
 
+def test_a_cap_alone_cuts_but_never_fills(tokenizer, tmp_path):
+    # k = 1 per mistake; a cap of 10 × 120 rows must not make a round generate more than k per mistake
+    _, _, _, _, log = _fit(tokenizer, tmp_path, {"at_steps": [3], "k": 1, "max_added_fraction": 10.0}, steps=4)
+    assert log[0]["generated"] <= log[0]["mistakes"] and log[0]["budget"] == 1200
+
+
 def test_sources_mistakes_random_all():
     rng = random.Random(0)
     wrong = [3, 8, 9]

@@ -238,7 +238,8 @@ class AgoraCallback(L.Callback):
         budget = self._budget(final)
         if budget == 0:
             sources = []            # max_added_fraction is used up: nothing to generate or label
-        per = B.per_source(self.k, len(sources), budget, self.balance)
+        # generate more than k per source only to fill points_per_round; max_added_fraction alone only cuts
+        per = B.per_source(self.k, len(sources), budget if self.points is not None else None, self.balance)
         new = []
         for i in sources:
             src = dev_rows[i]

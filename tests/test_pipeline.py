@@ -1,0 +1,101 @@
+"""The pipeline (pipeline.py, bortlab.pipeline): resumable jobs, the baselines' shapes, and the documented
+command end to end at a tiny budget (a real search on the KD proxy, distillation, fine-tuning, export, latency,
+report)."""
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bortlab.models.arch import Arch
+from bortlab.pipeline.jobs import Job, JobFailed, run_jobs
+from bortlab.pipeline.models import exportable, model_specs, width_cut
+
+REPO = Path(__file__).resolve().parents[1]
+WRITE = "import sys, pathlib; d = pathlib.Path(sys.argv[-1]); d.mkdir(parents=True, exist_ok=True); " \
+        "(d / 'metrics.json').write_text('{}'); open(sys.argv[1], 'a').write('x')"
+
+
+def test_jobs_skip_what_is_finished_and_rerun_what_changed(tmp_path):
+    counter = tmp_path / "count"
+    job = Job("a/b", ["-c", WRITE, str(counter)], dir_arg=None, root=tmp_path)
+    run_jobs([job])
+    run_jobs([job])                                        # finished: not run again
+    assert counter.read_text() == "x" and job.finished()
+    other = Job("a/b", ["-c", WRITE, str(counter), "changed"], dir_arg=None, root=tmp_path)
+    assert other.dir != job.dir and not other.finished()   # other settings: a directory of its own
+    run_jobs([other])
+    assert counter.read_text() == "xx"
+
+
+def test_a_failed_job_is_named_with_its_last_words_after_the_others_finish(tmp_path):
+    counter = tmp_path / "count"
+    bad = Job("bad", ["-c", "import sys; print('the reason'); sys.exit(3)"], dir_arg=None, root=tmp_path)
+    good = Job("good", ["-c", WRITE, str(counter)], dir_arg=None, root=tmp_path)
+    with pytest.raises(JobFailed, match=r"bad: exit 3: the reason"):
+        run_jobs([bad, good], n_parallel=2)
+    assert good.finished() and not bad.finished()
+
+
+def test_baselines_have_the_promised_shapes():
+    source = Arch.preset("minilm")
+    chosen = (3, 6, 192, 768)
+    specs = {s.name: s for s in model_specs(source, chosen, 32, ["every_other_layer", "width_cut",
+                                                                  "same_shape_no_distil", "same_shape_scratch"],
+                                            [384, 768, 1152, 1536], [192, 288, 384])}
+    assert specs["source"].shape == (6, 12, 384, 1536) and specs["bortlab"].shape == chosen
+    assert specs["every_other_layer"].shape == (3, 12, 384, 1536) and specs["every_other_layer"].layers == (0, 2, 4)
+    assert specs["same_shape_no_distil"].shape == chosen and not specs["same_shape_no_distil"].distil
+    assert specs["same_shape_scratch"].init == "scratch"
+    cut = specs["width_cut"].shape
+    assert cut[0] == 6 and exportable(cut, 32)
+
+    def ops(shape):
+        d, a, h, i = shape
+        return Arch(**{**source.to_dict(), "depth": d, "heads": a, "hidden": h, "intermediate": i, "head_dim": 32}).num_ops()
+
+    target = ops(chosen)
+    grid = [(6, h // 32, h, i) for h in (192, 288, 384) for i in (384, 768, 1152, 1536)]
+    assert min(abs(math.log(ops(s) / target)) for s in grid) == pytest.approx(abs(math.log(ops(cut) / target)))
+    assert width_cut(source, target, 32, [384], [192]) == (6, 6, 192, 384)
+
+
+def test_the_documented_pipeline_runs_at_a_tiny_budget(tmp_path, data_root):
+    """The command in conf/pipeline.yaml's header, with the search on (a real fptas sweep on the KD proxy over
+    two candidates, two steps each) and every stage at a few steps."""
+    header = (REPO / "conf" / "pipeline.yaml").read_text().splitlines()
+    documented = next(line.split("python pipeline.py", 1)[1].split() for line in header if "python pipeline.py " in line
+                      and "search.arch" in line)
+    rows = (data_root / "glue" / "SST-2" / "train.tsv").read_text().splitlines()[1:400]
+    (tmp_path / "corpus.txt").write_text("\n".join(r.split("\t")[0] for r in rows) + "\n")
+    out = tmp_path / "pl"
+    tiny = [f"out={out}", f"corpus={tmp_path / 'corpus.txt'}", f"data_root={data_root}", "tasks=[glue/rte]",
+            "baselines=[same_shape_no_distil]",
+            "search.space={depth:[1,2],heads:[6],hidden:[192],intermediate:[384],head_dim:32,source:minilm}",
+            "search.replicates={seed:[0]}", "search.overrides=['hydra.sweeper.steps=2','hydra.sweeper.refine=0',"
+            "'data.batch_size=4','data.heldout_max_blocks=2']",
+            "distil.steps=2", "finetune.max_steps=2", "finetune.overrides=['trainer.limit_val_batches=2']",
+            "latency.repeats=1", "latency.shapes=[[1,16]]", "latency.precisions=[fp32]", "jobs=2"]
+    mine = {a.split("=", 1)[0] for a in tiny}
+    # the documented command, its search.arch dropped (the search runs), budget keys replaced by the tiny ones
+    cmd = [sys.executable, str(REPO / "pipeline.py"),
+           *[a for a in documented if a.split("=", 1)[0] not in mine | {"search.arch"}], *tiny]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = yaml.safe_load(next(out.glob("search-*/optimization_results.yaml")).read_text())
+    chosen = tuple(int(res["best_params"][f"arch.{k}"]) for k in ("depth", "heads", "hidden", "intermediate"))
+    table = list(csv.DictReader((out / "bort_small.csv").open()))
+    assert {r["model"] for r in table} == {"source", "bortlab", "same_shape_no_distil"}
+    mine = next(r for r in table if r["model"] == "bortlab")
+    assert (int(mine["depth"]), int(mine["heads"]), int(mine["hidden"]), int(mine["intermediate"])) == chosen
+    assert all(0.0 <= float(r["score"]) <= 1.0 and float(r["latency_fp32_1x16_ms"]) > 0 for r in table)
+    exported = next(out.glob("export/bortlab/glue-rte/seed0-*"))
+    assert (exported / "model.onnx").exists() and json.loads((exported / "config.json").read_text())["num_hidden_layers"] == chosen[0]
+    assert (out / "bort_small.md").read_text().count("\n| ") == 3 and (out / "bort_small_frontier.png").stat().st_size > 0
+    # a rerun resumes: nothing is trained again
+    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "fine-tuning: 3 of 3 already done" in again.stdout + again.stderr

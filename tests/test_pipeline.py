@@ -99,3 +99,27 @@ def test_the_documented_pipeline_runs_at_a_tiny_budget(tmp_path, data_root):
     # a rerun resumes: nothing is trained again
     again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "fine-tuning: 3 of 3 already done" in again.stdout + again.stderr
+
+
+def documented_pipeline_commands() -> list[tuple[str, list[str]]]:
+    import re
+
+    out = []
+    for f in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "conf" / "pipeline.yaml"]:
+        for line in f.read_text().splitlines():
+            m = re.search(r"python pipeline\.py((?:\s+[^\s#]+)*)", line.lstrip("# "))
+            if m:
+                out.append((f.name, m.group(1).split()))
+    return out
+
+
+def test_every_documented_pipeline_command_composes(tmp_path, data_root):
+    """Each `python pipeline.py ...` of the README, docs/ and conf/pipeline.yaml is a valid Hydra command line
+    (the tiny end-to-end run above executes one of them; the others differ only in their arguments)."""
+    commands = documented_pipeline_commands()
+    assert {f for f, _ in commands} >= {"README.md", "pipeline.md", "pipeline.yaml"}
+    for name, args in commands:
+        proc = subprocess.run([sys.executable, str(REPO / "pipeline.py"), *args, "--cfg", "job"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, (name, args, proc.stderr[-2000:])
+        assert "tasks:" in proc.stdout

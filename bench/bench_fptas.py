@@ -229,9 +229,9 @@ def compare(spaces: list[str], families: list[str], seeds: int, refines: list[fl
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "a") as f:
         for sp in spaces:
-            real_errors = _real_errors() if sp == "real" else None
+            real_errors = _real_errors() if sp == "real" else _validation_errors() if sp == "validation" else None
             cands = space(sp) if real_errors is None else real_errors[0]
-            for kind in (families if real_errors is None else ["sst2"]):
+            for kind in (families if real_errors is None else ["sst2" if sp == "real" else "kd-proxy"]):
                 for seed in range(seeds):
                     inst = None if real_errors is None else real_errors[1]  # one real instance; seeds: the baselines'
                     for eps in COMPARE_EPS:
@@ -375,6 +375,22 @@ def _real_errors() -> tuple[list[Arch], Instance]:
     return cands, Instance(cands, lambda a: table[a.tuple])
 
 
+VALIDATION_TABLE = FIGURES / "fptas_proxy_validation.csv"
+
+
+def _validation_errors() -> tuple[list[Arch], Instance]:
+    """The proxy validation table (bench/bench_proxy.py --report): its MiniLM sub-architectures, each with the
+    KD proxy's mean over seeds as its error (what a sweep on experiment=proxy_kd sees)."""
+    if not VALIDATION_TABLE.exists():
+        sys.exit(f"No {VALIDATION_TABLE}: run `python bench/bench_proxy.py --corpus corpus.txt --report` first.")
+    rows = list(csv.DictReader(open(VALIDATION_TABLE)))
+    base = PRESETS["minilm"]
+    table = {base.replace(**dict(zip(("depth", "heads", "hidden", "intermediate"), map(int, r["arch"].split("-")))),
+                          head_dim=32): float(r["proxy_mean"]) for r in rows}
+    cands = list(table)
+    return cands, Instance(cands, table.__getitem__)
+
+
 def _read_real() -> list[dict]:
     return list(csv.DictReader(open(REAL_TABLE))) if REAL_TABLE.exists() else []
 
@@ -405,7 +421,8 @@ def real(seeds: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["synthetic", "compare", "real-train", "real", "all"])
-    ap.add_argument("--spaces", default="paper,fine", help="compare: comma-separated spaces (paper, fine, real)")
+    ap.add_argument("--spaces", default="paper,fine",
+                    help="compare: comma-separated spaces (paper, fine, real, validation: the proxy validation table)")
     ap.add_argument("--families", default=",".join(FAMILIES), help="compare: comma-separated synthetic families")
     ap.add_argument("--refine", default="0,1", help="compare: refinement budgets (multiples of the epsilon pass)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="compare: jsonl of per-instance results (resumable)")

@@ -11,7 +11,8 @@ Every job is a plain `train.py` run in a subprocess (the path a sweep takes), on
 - downstream (`experiment=proxy_finetune`): the extracted candidate fine-tuned 300 steps (batch 32, lr 1e-4)
   on each task and scored once on dev at its last step; the task's selection metric (higher is better).
 One JSON line per finished job goes to `--out`, keyed by the settings that made it; a rerun skips what is there.
-Jobs run seed by seed, so an interrupted bench has whole seeds first.
+The proxy runs first for every seed, then the downstream jobs seed by seed, so an interrupted bench has whole
+seeds.
 
 `--report` writes docs/figures/fptas_proxy_validation.csv (one row per candidate: arch, proxy_mean, proxy_sd,
 downstream_mean, then per-seed and per-task columns) and .png, and prints Spearman(proxy_mean, downstream_mean)
@@ -75,9 +76,9 @@ def key(job: dict) -> tuple:
 
 
 def jobs(seeds) -> list[dict]:
-    out = []
+    """Every proxy seed first (they are cheap, and the seed sd needs all of them), then downstream seed by seed."""
+    out = [{"kind": "proxy", "arch": arch, "task": None, "seed": seed} for seed in seeds for arch in ARCHS]
     for seed in seeds:
-        out += [{"kind": "proxy", "arch": arch, "task": None, "seed": seed} for arch in ARCHS]
         out += [{"kind": "downstream", "arch": arch, "task": task, "seed": seed} for arch in ARCHS for task in TASKS]
     return out
 

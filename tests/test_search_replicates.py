@@ -39,3 +39,15 @@ def test_replicate_log_round_trips_and_reports_the_latest_set(tmp_path):
     assert len(again.rows) == 4
     assert again.se("A", "lr=1") == pytest.approx(stats.sem([0.5, 0.5, 0.6]))
     assert math.isnan(again.se("B", "lr=1"))
+
+
+def test_pool_batch_groups_jobs_by_pair_in_launch_order(tmp_path):
+    log = ReplicateLog(tmp_path / "replicates.csv")
+    reps = expand({"seed": [0, 1]})
+    pairs = [("A", {"lr": 1}), ("B", {"lr": 1})]
+    pooled = log.pool_batch(pairs, reps, [0.2, 0.4, 0.5, math.inf], first_job=10)
+    assert pooled[0] == pytest.approx(0.3) and pooled[1] == math.inf        # B's failed replicate fails B
+    assert [(r["arch"], r["replicate"], r["job"]) for r in log.rows] == [
+        ("A", "seed=0", "10"), ("A", "seed=1", "11"), ("B", "seed=0", "12"), ("B", "seed=1", "13")]
+    with pytest.raises(SearchError):
+        log.pool_batch(pairs, reps, [0.1])

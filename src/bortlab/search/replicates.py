@@ -71,6 +71,22 @@ class ReplicateLog:
         writer.writerows(self.rows)
         write_atomic(self.path, buf.getvalue())
 
+    def pool_batch(self, pairs, reps: list[dict], errors: list[float], first_job: int = 0) -> list[float]:
+        """A launched batch of len(pairs) × len(reps) jobs (job n·R + r = replicate r of pair n) as one pooled
+        error per (arch, θ) pair; every job is logged and the file rewritten."""
+        from bortlab.search.fptas import theta_key
+
+        if len(errors) != len(pairs) * len(reps):
+            raise SearchError(f"{len(errors)} replicate errors for {len(pairs)} pairs x {len(reps)} replicates.")
+        pooled = []
+        for n, (arch, theta) in enumerate(pairs):
+            mine = errors[n * len(reps):(n + 1) * len(reps)]
+            for r, (rep, err) in enumerate(zip(reps, mine)):
+                self.add(str(arch), theta_key(theta), rep, err, first_job + n * len(reps) + r)
+            pooled.append(pool(mine)[0])
+        self.write()
+        return pooled
+
     def se(self, arch: str, theta: str) -> float:
         """The standard error of the latest complete set of replicates recorded for (arch, θ)."""
         latest: dict[str, float] = {}

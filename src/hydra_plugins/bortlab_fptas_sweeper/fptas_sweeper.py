@@ -4,8 +4,9 @@
     python train.py -m hydra/sweeper=fptas search=minilm task=glue/rte hydra.sweeper.epsilon=0.2
 
 Each job gets the command line's plain overrides, then the candidate's `arch.*` overrides, its θ
-overrides and `++<steps_key>=<steps>`; it must return its error as a float (lower is better). Files in the
-sweep dir: candidates.csv (after every batch; also what a re-run resumes from), optimization_results.yaml,
+overrides and `++<steps_key>=<steps>` (and, with `replicates`, one job per replicate: e is their mean); it
+must return its error as a float (lower is better). Files in the sweep dir: candidates.csv (after every batch;
+also what a re-run resumes from), replicates.csv (one row per replicate job), optimization_results.yaml,
 pareto.png, and a W&B summary run.
 """
 from __future__ import annotations
@@ -232,11 +233,11 @@ class FPTASSweeper(Sweeper):
         write_atomic(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
     def _sweep(self, arguments: List[str]) -> Any:
-        from bortlab.search import CostModel, search, theta_key
+        from bortlab.search import CostModel, search
         from bortlab.search.report import read_done, write_candidates_csv
 
         from bortlab.search.fptas import check_epsilon
-        from bortlab.search.replicates import ReplicateLog, expand, pool
+        from bortlab.search.replicates import ReplicateLog, expand
 
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         check_epsilon(self.epsilon)
@@ -293,18 +294,10 @@ class FPTASSweeper(Sweeper):
             self.validate_batch_is_legal(batch[:1])
             returns = self.launcher.launch(batch, initial_job_idx=self.job_idx)
             errors = [self._error_of(r, self.job_idx + k, batch[k]) for k, r in enumerate(returns)]
-            if replicate_log is None:
-                self.job_idx += len(batch)
-                return errors
-            pooled = []
-            for n, (arch, theta) in enumerate(pairs):      # job n*R + r is replicate r of pair n
-                mine = errors[n * len(reps):(n + 1) * len(reps)]
-                for r, (rep, err) in enumerate(zip(reps, mine)):
-                    replicate_log.add(str(arch), theta_key(theta), rep, err, self.job_idx + n * len(reps) + r)
-                pooled.append(pool(mine)[0])
-            replicate_log.write()
+            if replicate_log is not None:
+                errors = replicate_log.pool_batch(pairs, reps, errors, first_job=self.job_idx)
             self.job_idx += len(batch)
-            return pooled
+            return errors
 
         cost_cfg = dict(self.cost_cfg)
         if cost_cfg.get("effective") is None:   # extraction: embeddings are inherited, not what a candidate saves

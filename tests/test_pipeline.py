@@ -123,3 +123,18 @@ def test_every_documented_pipeline_command_composes(tmp_path, data_root):
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, (name, args, proc.stderr[-2000:])
         assert "tasks:" in proc.stdout
+
+
+@pytest.mark.parametrize("args, words", [
+    (["corpus=null"], "needs corpus"),
+    (["corpus=/nonexistent/corpus.txt"], "corpus=/nonexistent/corpus.txt does not exist"),
+    (["search.pick=middle", "corpus=__CORPUS__"], "search.pick='middle'"),
+    (["tasks=[]", "corpus=__CORPUS__"], "tasks and seeds"),
+])
+def test_bad_pipeline_input_exits_2_with_one_paragraph(tmp_path, data_root, args, words):
+    (tmp_path / "c.txt").write_text("some text\n")
+    args = [a.replace("__CORPUS__", str(tmp_path / "c.txt")) for a in args]
+    proc = subprocess.run([sys.executable, str(REPO / "pipeline.py"), f"out={tmp_path / 'pl'}", f"data_root={data_root}",
+                           *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and words in out and "Traceback" not in out, out[-2000:]

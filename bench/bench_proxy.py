@@ -141,6 +141,12 @@ def report(args) -> None:
     from scipy.stats import spearmanr
 
     rows = read_rows(args.out, settings(args))
+    # downstream seeds that every candidate has on every task: a seed some candidates lack would bias the means
+    names = list(map(arch_name, ARCHS))
+    have = {(r["arch"], r["task"], r["seed"]) for r in rows if r["kind"] == "downstream"}
+    complete = sorted(s for s in {k[2] for k in have} if all((a, t, s) in have for a in names for t in TASKS))
+    rows = [r for r in rows if r["kind"] == "proxy" or r["seed"] in complete]
+    print(f"downstream seeds complete for every candidate and task: {complete}")
     table = []
     for arch in map(arch_name, ARCHS):
         proxy = {r["seed"]: r["objective"] for r in rows if r["kind"] == "proxy" and r["arch"] == arch}
@@ -178,7 +184,11 @@ def report(args) -> None:
     print(f"median seed sd / proxy spread = {share:.1%}  (target < 10%)")
     for t in TASKS:
         name = t.split("/")[-1]
-        r_t = spearmanr([r["proxy_mean"] for r in table], [r[f"{name}_mean"] for r in table]).statistic
+        scores = [r[f"{name}_mean"] for r in table]
+        if len(set(scores)) == 1:       # e.g. CoLA's MCC 0 for every candidate: no ranking to compare with
+            print(f"  {name}: every candidate scores {scores[0]:.4f}; no rank correlation")
+            continue
+        r_t = spearmanr([r["proxy_mean"] for r in table], scores).statistic
         print(f"  Spearman(proxy_mean, {name}) = {r_t:+.3f}")
     print(f"wrote {out}")
     plot(table, rho, out.with_suffix(".png"))

@@ -41,7 +41,15 @@ def test_every_experiment_lands_its_settings_at_the_top_level(compose):
         for entry in own.pop("defaults"):
             (group, choice), = entry.items()
             group = group.removeprefix("override /")
-            assert OmegaConf.select(cfg, f"{group}.name") == choice, (path.name, group)
+            file = CONF / group / f"{choice}.yaml"
+            option = OmegaConf.load(file)
+            if file.read_text().startswith("# @package _global_"):      # arch presets: `arch:` inside
+                option = option.get(group, {})
+            if "name" in option:
+                assert OmegaConf.select(cfg, f"{group}.name") == choice, (path.name, group)
+            else:       # an option without a name (callbacks=none): its values are the group's
+                assert OmegaConf.to_container(OmegaConf.merge(cfg[group], option)) == \
+                    OmegaConf.to_container(cfg[group]), (path.name, group)
         # every value the file sets is already in the composed config, at any depth
         assert OmegaConf.to_container(OmegaConf.merge(cfg, own)) == OmegaConf.to_container(cfg), path.name
 

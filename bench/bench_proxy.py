@@ -63,12 +63,23 @@ def overrides(job: dict, args) -> list[str]:
 
 
 def settings(args) -> dict:
-    """What makes a row reusable: the experiment configs' values (not their comments) and the corpus."""
+    """What makes a row reusable: the experiment configs' values (not their comments) and the corpus's content."""
     import yaml
 
     configs = {n: yaml.safe_load((REPO / "conf" / "experiment" / f"{n}.yaml").read_text())
                for n in ("proxy_kd", "proxy_finetune")}
-    return {"configs": configs, "corpus": str(Path(args.corpus).resolve()) if args.corpus else None}
+    return {"configs": configs, "corpus_sha1": _sha1(args.corpus)}
+
+
+def _sha1(path) -> str:
+    """The corpus by content, not by path: make_corpus writes the same file anywhere, and rows stay reusable."""
+    import hashlib
+
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def key(job: dict) -> tuple:

@@ -377,7 +377,7 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "agora_controls.jsonl")
     p.add_argument("--csv", type=Path, default=REPO / "docs" / "figures" / "agora_controls.csv",
                    help="--report writes the table here")
-    p.add_argument("--labeller-dir", type=Path, default=Path("/work/runs/agora_labeller"),
+    p.add_argument("--labeller-dir", type=Path, default=REPO / "outputs" / "agora_labeller",
                    help="the labeller's run dir (kept; reused when finished with the same settings)")
     p.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     p.add_argument("--jobs", type=int, default=2, help="arm runs at a time (each gets --threads threads)")

@@ -58,6 +58,9 @@ def test_share_water_fills_a_short_class():
     (dict(reserve=100, use="rest"), 100, "leaves nothing"),
     (dict(reserve=10, use="reserve", subset=20), 100, "more than the 10 rows"),
     (dict(subset=1), 100, "must be >= 2"),
+    (dict(tune=10), 100, "no data.train_subset is set"),
+    (dict(subset=10, tune=1), 100, "data.tune_split=1 must be >= 2"),
+    (dict(subset=50, tune_skip=30, tune=30), 100, "is more than the 100 rows"),
 ])
 def test_bad_combinations_name_the_fix(sel, n, msg):
     rows = [{"sentence": f"s{i}", "label": str(i % 2)} for i in range(n)]
@@ -84,6 +87,44 @@ def test_datamodule_trains_on_the_subset_and_keeps_the_spare(tokenizer, data_roo
     assert not ids & {r["idx"] for r in dm.rows["h"]} and not ids & {r["idx"] for r in dm.rows[SPARE]}
     with pytest.raises(SetupError, match="only 300 are left"):
         dm.take_spare("more", 301)
+
+
+def test_tune_split_is_balanced_and_disjoint_from_s_and_agoras_holdout(tokenizer, data_root):
+    """data.tune_split: the run's dev is D, drawn after H from the spare; the official dev split is not read."""
+    from bortlab.data.datamodule import SPARE, TUNE, TaskDataModule
+
+    task = get_task("glue/rte")
+    plain = dict(reserve=400, reserve_seed=0, use="reserve", subset=60, subset_seed=1)
+    dm = TaskDataModule(task, tokenizer, root=str(data_root / "glue"), max_length=32,
+                        selection=Selection(**plain, tune=50, tune_skip=40))
+    assert dm.dev_splits == (TUNE,)
+    dm.setup("validate")                              # the validate stage alone still draws D from train
+    assert "dev" not in dm.rows and len(dm.rows[TUNE]) == 50
+    file_rows = _tsv(data_root / "glue" / "RTE" / "train.tsv")
+    gold = {r["index"]: r["label"] for r in file_rows}
+    assert Counter(gold[str(r["idx"])] for r in dm.rows[TUNE]) == {"entailment": 25, "not_entailment": 25}
+    dm.take_spare("h", 40)                            # what agora.holdout_size=40 takes
+    s, h, d = ({r["idx"] for r in dm.rows[k]} for k in ("train", "h", TUNE))
+    assert len(s) == 60 and len(h) == 40 and not (s & h or s & d or h & d)
+    assert not d & {r["idx"] for r in dm.rows[SPARE]} and len(dm.rows[SPARE]) == 400 - 60 - 40 - 50
+    # H is the same rows with or without a tune split: arms that tune and arms that do not read the same H
+    ref = TaskDataModule(task, tokenizer, root=str(data_root / "glue"), max_length=32, selection=Selection(**plain))
+    ref.setup("fit")
+    ref.take_spare("h", 40)
+    assert {r["idx"] for r in ref.rows["h"]} == h and ref.dev_splits == ("dev",)
+    # and D is what a second balanced draw after H would be
+    ref.take_spare("d", 50)
+    assert {r["idx"] for r in ref.rows["d"]} == d
+
+
+def test_train_py_scores_the_tune_split(train, tmp_path):
+    train("arch=tiny", "task=glue/rte", "data.reserve=400", "data.use=reserve", "data.train_subset=60",
+          "data.tune_split=40", "data.tune_skip=20", "trainer.max_steps=2", "data.max_length=32",
+          "logger=none", f"hydra.run.dir={tmp_path}/run")
+    import json
+
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["dev_split"] == "tune" and metrics["train_rows"] == 60 and "val/accuracy" in metrics["dev"]
 
 
 def test_train_py_refuses_a_bad_combination_with_exit_2(train):

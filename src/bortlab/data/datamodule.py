@@ -18,11 +18,12 @@ from bortlab.config import SetupError
 from bortlab.data.batching import SOFT, SOFT_WEIGHT, Collator, LengthGroupedBatchSampler, _length
 from bortlab.data.io import DataError
 from bortlab.data.passage_fit import MODES as PASSAGE_FITS, fit_passages
-from bortlab.data.subsample import Selection, balanced_take
+from bortlab.data.subsample import Selection, balanced_take, tune_take
 from bortlab.data.tasks import Task, get_task, read_split
 
 log = logging.getLogger(__name__)
 SPARE = "train_spare"     # the chosen part's rows left out of data.train_subset: Agora's hold-out, a distill pool
+TUNE = "tune"             # data.tune_split: a development split drawn from the spare, scored instead of the official dev
 
 
 class TaskDataModule(L.LightningDataModule):
@@ -57,6 +58,8 @@ class TaskDataModule(L.LightningDataModule):
         self.use_token_types = use_token_types
         self.train_split = train_split
         self.dev_splits = tuple(self.task.dev_splits if dev_splits is None else dev_splits)
+        if selection is not None and selection.tune is not None:
+            self.dev_splits = (TUNE,)      # tuning: the official dev split is never read
         self.test_splits = tuple(self.task.test_splits if test_splits is None else test_splits)
         if passage_fit not in PASSAGE_FITS:
             raise SetupError(f"data.passage_fit={passage_fit!r} is not one of {', '.join(PASSAGE_FITS)}: cut (the passage's "
@@ -76,6 +79,9 @@ class TaskDataModule(L.LightningDataModule):
     def load_split(self, split: str) -> None:
         if split in self.features:
             return
+        if split == TUNE:                     # drawn from the train split's spare when that is read
+            self.load_split(self.train_split)
+            return
         rows = read_split(self.task, split, root=self.root)
         require_rows(self.task, split, rows)
         self.rows[split] = rows
@@ -85,9 +91,14 @@ class TaskDataModule(L.LightningDataModule):
         if split == self.train_split and self.selection is not None:
             # the whole split was tokenised (and cached) first: every reserve/subset draw reuses that cache
             keep, spare = self.selection.split(self.task, rows)
+            sel = self.selection
+            if sel.tune is not None:
+                tune, spare = tune_take(self.task, rows, spare, sel.tune_skip, sel.tune)
+                self._take(split, TUNE, tune)
+                log.info("%s: scoring on a tune split of %d spare train rows (after skipping %d), not on the "
+                         "official dev", self.task.name, len(tune), sel.tune_skip)
             self._take(split, SPARE, spare)
             self._take(split, split, keep)
-            sel = self.selection
             log.info("%s/%s: training on %d rows (data.use=%s%s%s), %d spare", self.task.name, split, len(keep),
                      sel.use, f", reserve {sel.reserve} seed {sel.reserve_seed}" if sel.reserve else "",
                      f", balanced subset seed {sel.subset_seed}" if sel.subset else "", len(spare))

@@ -12,6 +12,15 @@ Draws are nested on purpose: the chosen part is shuffled once (seeded by `train_
 class; a balanced draw of n takes the first n/C rows of every class in that order, and the rows not drawn
 (`spare`) keep the order. So S = the first 250 per class, H (drawn from the spare) = the next 250 per class,
 and `train_subset=1000` = S ∪ H exactly: arm A1 trains on the very rows A2 trains on and reads.
+
+Tuning on a development split, never on the official dev (`data.tune_split`, `data.tune_skip`):
+
+    data.tune_split=500 data.tune_skip=500     # score on D: the balanced 250 + 250 spare rows after H's 500
+
+D is drawn from the spare by the same rule (skip the next `tune_skip` per the class quota, take the next
+`tune_split`), so it never overlaps S, nor H when tune_skip = agora.holdout_size; D leaves the spare (no
+distillation pool can hold its rows) and replaces the official dev split as the run's dev: checkpoint
+selection, the final scores and metrics.json's `dev` are D's, and `dev_split` says so.
 """
 from __future__ import annotations
 
@@ -31,6 +40,8 @@ class Selection:
     use: str = "all"                  # all | rest (train − R: e.g. the labeller) | reserve (R: e.g. the student)
     subset: Optional[int] = None      # a class-balanced sample of this many rows of the chosen part (null: all)
     subset_seed: int = 0              # per seed a different S; the spare rows keep this order
+    tune: Optional[int] = None        # score on this many spare rows (balanced) instead of the official dev
+    tune_skip: int = 0                # spare rows skipped first (e.g. Agora's hold-out H), so D is disjoint from them
 
     @classmethod
     def from_cfg(cls, data) -> "Selection":
@@ -40,13 +51,15 @@ class Selection:
                   reserve_seed=_whole(get("reserve_seed", 0), "data.reserve_seed") or 0,
                   use=str(get("use", "all") or "all"),
                   subset=_whole(get("train_subset", None), "data.train_subset"),
-                  subset_seed=_whole(get("train_subset_seed", 0), "data.train_subset_seed") or 0)
+                  subset_seed=_whole(get("train_subset_seed", 0), "data.train_subset_seed") or 0,
+                  tune=_whole(get("tune_split", None), "data.tune_split"),
+                  tune_skip=_whole(get("tune_skip", 0), "data.tune_skip") or 0)
         sel.check()
         return sel
 
     @property
     def active(self) -> bool:
-        return self.reserve is not None or self.subset is not None
+        return self.reserve is not None or self.subset is not None or self.tune is not None
 
     def check(self, n_rows: Optional[int] = None, n_classes: int = 0) -> None:
         """Bad combinations, named with their fix; with `n_rows`, also sizes that the split cannot give."""
@@ -66,6 +79,17 @@ class Selection:
         if self.subset is not None and self.subset < max(1, n_classes):
             raise SetupError(f"data.train_subset={self.subset} must be >= {max(1, n_classes)} (one row per class "
                              "at least), or null to train on every row of the chosen part.")
+        if self.tune is not None and self.subset is None:
+            raise SetupError(f"data.tune_split={self.tune} draws its rows from the spare (the rows data.train_subset "
+                             "leaves out of the chosen part), but no data.train_subset is set, so every train row is "
+                             "trained on and none is left to tune on. Set data.train_subset=<rows to train on> (with "
+                             "data.reserve/data.use if the rest must stay unseen), or drop data.tune_split to score "
+                             "on the official dev split.")
+        if self.tune is not None and self.tune < max(1, n_classes):
+            raise SetupError(f"data.tune_split={self.tune} must be >= {max(1, n_classes)} (one row per class at "
+                             "least), or null to score on the official dev split.")
+        if self.tune_skip < 0:
+            raise SetupError(f"data.tune_skip={self.tune_skip} must be >= 0 (spare rows skipped before the tune split).")
         if n_rows is None:
             return
         if self.reserve is not None and self.reserve >= n_rows:
@@ -75,6 +99,10 @@ class Selection:
         if self.subset is not None and self.subset > part:
             raise SetupError(f"data.train_subset={self.subset} is more than the {part} rows of the chosen part "
                              f"(data.use={self.use}). Draw at most {part}, or reserve more rows.")
+        if self.tune is not None and self.subset + self.tune_skip + self.tune > part:
+            raise SetupError(f"data.train_subset={self.subset} + data.tune_skip={self.tune_skip} + data.tune_split="
+                             f"{self.tune} is more than the {part} rows of the chosen part (data.use={self.use}). "
+                             "Tune on fewer rows, or reserve more.")
 
     def split(self, task, rows: Sequence[dict]) -> tuple[list[int], list[int]]:
         """(train indices, spare indices) into `rows`: spare = the chosen part's rows not in the subset, in
@@ -93,6 +121,19 @@ class Selection:
         if labels is None:                     # regression: no classes to balance, a plain seeded sample
             return sorted(part[: self.subset]), part[self.subset:]
         return balanced_take(part, [labels[i] for i in part], self.subset)
+
+
+def tune_take(task, rows: Sequence[dict], spare: Sequence[int], skip: int, n: int) -> tuple[list[int], list[int]]:
+    """(tune, spare left): D = `n` rows of `spare` after the next `skip` (class-balanced, in draw order, as
+    every other draw from the spare); the skipped rows stay in the spare, first, in their order."""
+    spare = list(spare)
+    if task.kind == "regression":             # no classes: the next rows in draw order
+        return sorted(spare[skip: skip + n]), spare[:skip] + spare[skip + n:]
+    labels = {i: task.target(rows[i]) for i in spare}
+    skipped, rest = balanced_take(spare, [labels[i] for i in spare], skip)
+    tune, _ = balanced_take(rest, [labels[i] for i in rest], n)
+    taken = set(tune)
+    return tune, [i for i in spare if i not in taken]
 
 
 def balanced_take(order: Sequence[int], labels: Sequence, n: int) -> tuple[list[int], list[int]]:

@@ -95,7 +95,7 @@ def run_finetune(cfg: DictConfig) -> float:
         curves.plot(stage.out / "curves.png", title=f"{task.name} {arch}")
         result = {
             "task": task.name, "objective": objective, "objective_kind": kind, "baseline_score": baseline,
-            "selection_metric": selection, "dev": dev,
+            "selection_metric": selection, "dev": dev, "dev_split": dm.dev_splits[0],
             "arch": arch.to_dict(), "tuple": list(arch.tuple),
             "params": {"net": arch.num_params(), "effective": arch.num_params(non_embedding=True)},
             "ops_per_forward_128": arch.num_ops(128), "init": cfg.model.init,

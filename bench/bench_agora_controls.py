@@ -207,7 +207,8 @@ def run_arm(job: tuple[int, str], args, want: dict, lock: threading.Lock) -> dic
     workdir = Path(tempfile.mkdtemp(prefix=f"agc-{arm}-s{seed}-", dir=args.workdir))
     metrics, seconds = train(arm_overrides(arm, seed, args), workdir, args.threads)
     row = {"arm": arm, "seed": seed, "dev_accuracy": accuracy(metrics), "dev": metrics["dev"],
-           "steps": metrics["steps"], "train_rows": metrics["train_rows"], "seconds": round(seconds, 1)}
+           "steps": metrics["steps"], "train_rows": metrics["train_rows"], "seconds": round(seconds, 1),
+           "dev_split": metrics.get("dev_split", "dev")}     # "tune" with data.tune_split: not the official dev
     if metrics.get("distill"):
         row["teacher_dev_accuracy"] = metrics["distill"]["teacher_dev_accuracy"]
     rounds = workdir / "agora" / "rounds.jsonl"
@@ -232,7 +233,7 @@ def run_all(args) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     ensure_labeller(args, lab, lock)
     done = {(r["arm"], r["seed"]) for r in read_rows(args.out) if r.get("settings") == want}
-    todo = [(s, a) for s in args.seeds for a in ARMS if (a, s) not in done]       # seed by seed
+    todo = [(s, a) for s in args.seeds for a in args.arms if (a, s) not in done]       # seed by seed
     print(f"{len(done)} arm runs already in {args.out}; {len(todo)} to run, {args.jobs} at a time with "
           f"{args.threads} thread(s) each", flush=True)
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -318,7 +319,9 @@ def report(args) -> None:
     os.replace(tmp, args.csv)
 
     s = summarise(arm_rows, labeller_acc)
-    print(f"SST-2, |R| = {args.reserve}, |S| = {args.subset}, |H| = {args.holdout}, {args.steps} steps; official dev "
+    splits = sorted({r.get("dev_split", "dev") for r in arm_rows})
+    scored = "official dev" if splits == ["dev"] else "tune split (data.tune_split, not the official dev)"
+    print(f"SST-2, |R| = {args.reserve}, |S| = {args.subset}, |H| = {args.holdout}, {args.steps} steps; {scored} "
           "accuracy in points, mean [95% bootstrap CI over seeds]")
     print("| arm | seeds | dev accuracy |\n|---|---|---|")
     if labeller_acc is not None:
@@ -375,8 +378,9 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=os.environ.get("BORTLAB_DATA") or str(REPO.parent / "shared" / "data"))
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "agora_controls.jsonl")
-    p.add_argument("--csv", type=Path, default=REPO / "docs" / "figures" / "agora_controls.csv",
-                   help="--report writes the table here")
+    p.add_argument("--csv", type=Path, default=None,
+                   help="--report writes the table here (default docs/figures/agora_controls.csv; agora_tune.csv "
+                        "when the runs score a tune split)")
     p.add_argument("--labeller-dir", type=Path, default=REPO / "outputs" / "agora_labeller",
                    help="the labeller's run dir (kept; reused when finished with the same settings)")
     p.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
@@ -397,11 +401,16 @@ def main(argv=None) -> None:
     p.add_argument("--student", default=STUDENT, help="the student's Hydra overrides (arch, init)")
     p.add_argument("--labeller-args", default=LABELLER, help="the labeller's Hydra overrides (arch, optim)")
     p.add_argument("--labeller-steps", type=int, default=None, help="default: one epoch of U, ceil(|U| / batch)")
+    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS,
+                   help="arms to run (tuning: --arms A2 with -- data.tune_split=500 data.tune_skip=500 <variant>)")
     p.add_argument("--report", action="store_true", help="write --csv and print the CIs and the verdict from --out")
     argv = sys.argv[1:] if argv is None else list(argv)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     args = p.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     args.extra = extra
+    if args.csv is None:        # tuning runs never overwrite the official-dev table
+        tuning = any(e.startswith("data.tune_split=") and e.split("=", 1)[1] not in ("null", "None") for e in extra)
+        args.csv = REPO / "docs" / "figures" / ("agora_tune.csv" if tuning else "agora_controls.csv")
     args.data = str(Path(args.data).resolve())
     args.labeller_dir = args.labeller_dir.absolute()
     check(args)

@@ -75,6 +75,14 @@ def test_bench_runs_resumes_and_reports(tmp_path, data_root):
     assert float(m.group(3)) == pytest.approx(diff, abs=0.006) == float(m.group(4))      # one seed: no spread
     assert "gate:" in rep.stdout and "verdict:" in rep.stdout
 
+    # tuning: only A2, scored on a tune split drawn after H (data.tune_split), never on the official dev
+    tune = ["--arms", "A2", "--", "data.tune_split=20", "data.tune_skip=20"]
+    _bench(*flags, *tune)
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(rows) == 7 and rows[-1]["arm"] == "A2" and rows[-1]["dev_split"] == "tune"
+    assert all(r.get("dev_split", "dev") == "dev" for r in rows[:-1])
+    assert "tune split" in _bench(*flags, "--report", *tune).stdout
+
 
 def test_summary_pairs_by_seed_against_the_best_control():
     """The report's statistics on ten seeds of made-up scores, against numpy done here."""

@@ -84,8 +84,13 @@ def test_the_documented_pipeline_runs_at_a_tiny_budget(tmp_path, data_root):
     # the documented command, its search.arch dropped (the search runs), budget keys replaced by the tiny ones
     cmd = [sys.executable, str(REPO / "pipeline.py"),
            *[a for a in documented if a.split("=", 1)[0] not in mine | {"search.arch"}], *tiny]
+    first = subprocess.run([*cmd, "until=search"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert list(out.glob("search-*/optimization_results.yaml")) and not (out / "distil").exists()
+    assert not (out / "finetune").exists() and not (out / "bort_small.csv").exists()
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "search: 1 of 1 already done" in proc.stdout + proc.stderr      # until=search's result is reused
     res = yaml.safe_load(next(out.glob("search-*/optimization_results.yaml")).read_text())
     chosen = tuple(int(res["best_params"][f"arch.{k}"]) for k in ("depth", "heads", "hidden", "intermediate"))
     table = list(csv.DictReader((out / "bort_small.csv").open()))
@@ -130,6 +135,7 @@ def test_every_documented_pipeline_command_composes(tmp_path, data_root):
     (["corpus=/nonexistent/corpus.txt"], "corpus=/nonexistent/corpus.txt does not exist"),
     (["search.pick=middle", "corpus=__CORPUS__"], "search.pick='middle'"),
     (["tasks=[]", "corpus=__CORPUS__"], "tasks and seeds"),
+    (["until=deploy", "corpus=__CORPUS__"], "until='deploy' is not a stage"),
 ])
 def test_bad_pipeline_input_exits_2_with_one_paragraph(tmp_path, data_root, args, words):
     (tmp_path / "c.txt").write_text("some text\n")

@@ -24,6 +24,7 @@ from bortlab.pipeline.models import ModelSpec, exportable, model_specs
 
 log = logging.getLogger("bortlab.pipeline")
 TRAIN = "train.py"
+STAGES = ("search", "distil", "finetune", "export", "report")   # `until`: the last stage to run
 
 
 def _list(x) -> list:
@@ -52,6 +53,9 @@ def check(cfg: DictConfig) -> None:
             raise SetupError(f"{key}={cfg[key]} does not exist. Pass {key}=<an existing path>.")
     if not _list(cfg.tasks) or not _list(cfg.seeds):
         raise SetupError("tasks and seeds must each name at least one, e.g. tasks=[glue/sst2] seeds=[0,1,2].")
+    if str(cfg.get("until", "report")) not in STAGES:
+        raise SetupError(f"until={cfg.until!r} is not a stage: choose one of {', '.join(STAGES)} (the pipeline stops "
+                         "after it; a rerun with a later one resumes from there).")
     if cfg.search.pick not in ("best", "knee"):
         raise SetupError(f"search.pick={cfg.search.pick!r}: choose best (argmax W) or knee (the front's knee).")
 
@@ -146,6 +150,10 @@ def run_pipeline(cfg: DictConfig) -> Path:
 
     source = Arch.preset(str(cfg.source.arch))
     shape = chosen_shape(cfg, root)
+    until = str(cfg.get("until", "report"))
+    if until == "search":
+        log.info("until=search: stopping with the searched shape %s", shape)
+        return root
     specs = model_specs(source, shape, int(cfg.source.head_dim), _list(cfg.baselines),
                         _list(cfg.source.intermediates), _list(cfg.source.hiddens))
     for spec in specs:
@@ -153,6 +161,8 @@ def run_pipeline(cfg: DictConfig) -> Path:
 
     distil = {s.name: distil_job(cfg, s, root) for s in specs if s.distil and _needs_distil(cfg)}
     run_jobs(list(distil.values()), cfg.jobs, cfg.threads, what="distillation")
+    if until == "distil":
+        return root
 
     steps = {t: finetune_steps(cfg, t) for t in _list(cfg.tasks)}
     finetune = [(s, t, seed, finetune_job(cfg, s, t, seed, steps[t], distil.get(s.name), root))
@@ -162,6 +172,10 @@ def run_pipeline(cfg: DictConfig) -> Path:
         run_jobs([j for *_, j in finetune], cfg.jobs, cfg.threads, what="fine-tuning")
     except JobFailed as e:      # report what finished; the rerun retries the rest
         failed.append(str(e))
+    if until == "finetune":
+        if failed:
+            raise JobFailed("\n".join(failed))
+        return root
 
     exports = {}
     if cfg.export.enabled:
@@ -171,6 +185,10 @@ def run_pipeline(cfg: DictConfig) -> Path:
             run_jobs(list(exports.values()), cfg.jobs, cfg.threads, what="export")
         except JobFailed as e:     # e.g. a model without a pooler: served by bortlab itself, reported as such
             log.warning("%s", e)
+    if until == "export":
+        if failed:
+            raise JobFailed("\n".join(failed))
+        return root
 
     latency = measure_latency(cfg, specs, finetune, exports, root)
     report = write_report(cfg, specs, finetune, exports, latency, Path(str(cfg.report_dir)).expanduser())

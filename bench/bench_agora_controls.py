@@ -55,11 +55,9 @@ import math
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,14 +150,10 @@ def append_row(path: Path, row: dict, lock: threading.Lock) -> None:
 
 
 def train(overrides: list[str], workdir: Path, threads: int) -> tuple[dict, float]:
-    cmd = [sys.executable, str(REPO / "train.py"), *overrides, f"hydra.run.dir={workdir}"]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "HYDRA_FULL_ERROR": "1"}
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"{shlex.join(cmd)}\nexit {proc.returncode}\n{proc.stderr[-3000:]}")
-    return json.loads((workdir / "metrics.json").read_text()), seconds
+    """One train.py run in a subprocess (bortlab.pipeline.jobs.run_train): its metrics.json and wall seconds."""
+    from bortlab.pipeline.jobs import run_train
+
+    return run_train(overrides, workdir, threads)
 
 
 def accuracy(metrics: dict) -> float:

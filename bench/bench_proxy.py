@@ -27,11 +27,9 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,15 +104,10 @@ def read_rows(path: Path, want: dict) -> list[dict]:
 
 
 def run_job(job: dict, args, want: dict, lock: threading.Lock) -> dict:
+    from bortlab.pipeline.jobs import run_train
+
     workdir = Path(tempfile.mkdtemp(prefix="proxy-", dir=args.workdir))
-    cmd = [sys.executable, str(REPO / "train.py"), *overrides(job, args), f"hydra.run.dir={workdir}"]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)}\nexit {proc.returncode}\n{proc.stderr[-3000:]}")
-    metrics = json.loads((workdir / "metrics.json").read_text())
+    metrics, seconds = run_train([*overrides(job, args)], workdir, args.threads)
     row = {"kind": job["kind"], "arch": arch_name(job["arch"]), "task": job["task"], "seed": job["seed"],
            "objective": metrics["objective"], "seconds": round(seconds, 1), "settings": want}
     if job["kind"] == "proxy":
@@ -144,7 +137,7 @@ def run_all(args) -> None:
             job = futures[fut]
             try:
                 row = fut.result()
-            except RuntimeError as e:
+            except RuntimeError as e:          # JobFailed: the command and the end of its output
                 print(f"[{n}/{len(todo)}] FAILED {key(job)}\n{e}", flush=True)
                 continue
             value = row.get("score", row["objective"])

@@ -55,6 +55,32 @@ class JobFailed(RuntimeError):
     pass
 
 
+def thread_env(threads: int) -> dict:
+    """The environment of a child run with `threads` threads (OpenMP and MKL), Hydra's short error form."""
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "HYDRA_FULL_ERROR": "0"}
+
+
+def last_words(text: str, n: int = 1) -> str:
+    """The last `n` non-blank lines of a run's output: where bortlab's one-paragraph error is."""
+    lines = [x for x in text.splitlines() if x.strip()]
+    return "\n".join(lines[-n:]) if lines else "no output"
+
+
+def run_train(overrides: list[str], run_dir: Path, threads: int = 1) -> tuple[dict, float]:
+    """`python train.py *overrides` into `run_dir` in a subprocess with `threads` threads, the way a user runs
+    it; returns (its metrics.json, wall seconds). A failure raises JobFailed with the command and the end of
+    its output (bortlab logs its error to stdout, so stderr alone may hold only warnings)."""
+    cmd = [sys.executable, str(REPO / "train.py"), *overrides, f"hydra.run.dir={run_dir}"]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, env=thread_env(threads), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+    seconds = time.perf_counter() - start
+    metrics = Path(run_dir) / "metrics.json"
+    if proc.returncode != 0 or not metrics.exists():
+        raise JobFailed(f"{' '.join(cmd)}\nexit {proc.returncode}:\n{last_words(proc.stdout, 8)}")
+    return json.loads(metrics.read_text()), seconds
+
+
 def run_jobs(jobs: list[Job], n_parallel: int = 1, threads: int = 1, what: str = "jobs") -> list[Job]:
     """Run the unfinished `jobs`, `n_parallel` at a time; return them all. Raises JobFailed naming every job
     that failed (after the others have finished: one bad job does not waste the rest of a stage)."""
@@ -63,8 +89,7 @@ def run_jobs(jobs: list[Job], n_parallel: int = 1, threads: int = 1, what: str =
         log.info("%s: %d of %d already done", what, len(jobs) - len(todo), len(jobs))
     if not todo:
         return jobs
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "HYDRA_FULL_ERROR": "0"}
+    env = thread_env(threads)
     failed: list[str] = []
     start = time.perf_counter()
 
@@ -73,9 +98,8 @@ def run_jobs(jobs: list[Job], n_parallel: int = 1, threads: int = 1, what: str =
         with open(job.dir / "pipeline.log", "w") as out:
             proc = subprocess.run(job.command(), cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
         if proc.returncode != 0 or not (job.dir / job.done_file).exists():
-            lines = [x for x in (job.dir / "pipeline.log").read_text(errors="replace").splitlines() if x.strip()]
-            raise JobFailed(f"{job.name}: exit {proc.returncode}: {lines[-1] if lines else 'no output'} "
-                            f"(log: {job.dir / 'pipeline.log'})")
+            words = last_words((job.dir / "pipeline.log").read_text(errors="replace"))
+            raise JobFailed(f"{job.name}: exit {proc.returncode}: {words} (log: {job.dir / 'pipeline.log'})")
         write_atomic(job.dir / "pipeline_job.json", json.dumps({"argv": job.argv}, indent=1) + "\n")
         return job
 

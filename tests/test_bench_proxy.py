@@ -1,0 +1,100 @@
+"""bench/bench_proxy.py (issue 18's proxy validation): the report's table and rank correlation, checked against
+scipy on rows written here; its refusals; and the subprocess runner it shares with the pipeline."""
+import csv
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from scipy.stats import spearmanr
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _bench_module():
+    spec = importlib.util.spec_from_file_location("bench_proxy", REPO / "bench" / "bench_proxy.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _rows(mod, want, tasks, seeds, proxy, score):
+    rows = []
+    for arch in mod.ARCHS:
+        name = mod.arch_name(arch)
+        for s in (0, 1, 2):
+            rows.append({"kind": "proxy", "arch": name, "task": None, "seed": s, "objective": proxy(arch, s),
+                         "settings": want})
+        for t in tasks:
+            for s in seeds:
+                rows.append({"kind": "downstream", "arch": name, "task": t, "seed": s, "objective": 0.0,
+                             "score": score(arch, t, s), "settings": want})
+    return rows
+
+
+def test_report_table_and_spearman_match_scipy(tmp_path, monkeypatch, capsys):
+    mod = _bench_module()
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("a few words of text\n")
+    args = type("A", (), {"corpus": str(corpus), "tasks": ["glue/sst2", "glue/stsb"]})()
+    want = mod.settings(args)
+    size = {a: a[0] * a[2] * (a[2] + a[3]) for a in mod.ARCHS}          # a capacity-like number per candidate
+
+    def proxy(a, s):
+        return 0.03 + 0.05 * min(size.values()) / size[a] + 0.001 * s
+
+    def score(a, t, s):
+        return (size[a] % 97) / 97 + (0.1 if t == "glue/sst2" else 0.0) + 0.01 * s
+
+    rows = _rows(mod, want, args.tasks, [0, 1], proxy, score)
+    rows.append({**rows[-1], "seed": 2})          # seed 2 on one candidate only: must be left out of the means
+    rows.append({**rows[-1], "settings": {"other": 1}, "score": 99.0})   # another settings key: ignored
+    out = tmp_path / "rows.jsonl"
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    figures = tmp_path / "docs" / "figures"
+    figures.mkdir(parents=True)
+    monkeypatch.setattr(mod, "REPO", tmp_path)             # the table goes to tmp_path/docs/figures
+    monkeypatch.setattr(mod, "settings", lambda a: want)   # (computed above from the real configs)
+    monkeypatch.setattr(mod, "plot", lambda *a, **k: None)
+    args.out = out
+    mod.report(args)
+    table = list(csv.DictReader((figures / "fptas_proxy_validation.csv").open()))
+    assert len(table) == len(mod.ARCHS)
+    assert {"arch", "proxy_mean", "proxy_sd", "downstream_mean", "sst2_seed0", "stsb_seed1"} <= set(table[0])
+    assert "sst2_seed2" not in table[0]
+    expect_down = [sum(score(a, t, s) for s in (0, 1)) / 2 for a in mod.ARCHS for t in args.tasks]
+    expect_down = [(expect_down[2 * i] + expect_down[2 * i + 1]) / 2 for i in range(len(mod.ARCHS))]
+    got = {r["arch"]: r for r in table}
+    for a, d in zip(mod.ARCHS, expect_down):
+        r = got[mod.arch_name(a)]
+        assert float(r["downstream_mean"]) == pytest.approx(d, abs=1e-5)
+        assert float(r["proxy_mean"]) == pytest.approx(proxy(a, 1), abs=1e-5)        # the mean of seeds 0..2
+        assert float(r["proxy_sd"]) == pytest.approx(0.001, abs=1e-5)
+    rho = spearmanr([proxy(a, 1) for a in mod.ARCHS], expect_down).statistic
+    printed = capsys.readouterr().out
+    assert f"Spearman(proxy_mean, downstream_mean) = {rho:+.3f}" in printed, printed
+    spread = max(proxy(a, 1) for a in mod.ARCHS) - min(proxy(a, 1) for a in mod.ARCHS)
+    assert f"median seed sd / proxy spread = {0.001 / spread:.1%}" in printed
+
+
+def test_report_without_rows_and_a_missing_corpus_exit_2(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("text\n")
+    for argv, words in ((["--corpus", str(tmp_path / "none.txt")], "no corpus at"),
+                        (["--corpus", str(corpus), "--out", str(tmp_path / "empty.jsonl"), "--report"],
+                         "only 0 candidates")):
+        p = subprocess.run([sys.executable, str(REPO / "bench" / "bench_proxy.py"), *argv], capture_output=True,
+                           text=True, timeout=300)
+        assert p.returncode == 2 and words in p.stderr and "Traceback" not in p.stderr, p.stderr[-2000:]
+
+
+def test_run_train_reports_the_runs_own_error(tmp_path):
+    """The shared subprocess runner: a failed run names its command and ends with bortlab's error paragraph
+    (logged on stdout), not only stderr's warnings."""
+    from bortlab.pipeline.jobs import JobFailed, run_train
+
+    with pytest.raises(JobFailed) as e:
+        run_train(["task=glue/no_such_task", "arch=tiny"], tmp_path / "run", threads=1)
+    assert "train.py" in str(e.value) and "exit 2" in str(e.value) and "no_such_task" in str(e.value).splitlines()[-1]

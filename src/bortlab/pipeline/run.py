@@ -116,7 +116,8 @@ def finetune_steps(cfg, task: str) -> int:
     from bortlab.data import read_split
 
     n = len(read_split(task, "train", root=cfg.data_root))
-    return min(math.ceil(n / cfg.finetune.batch_size) * int(cfg.finetune.epochs), int(cfg.finetune.max_steps))
+    epochs = math.ceil(n / cfg.finetune.batch_size) * int(cfg.finetune.epochs)
+    return min(max(epochs, int(cfg.finetune.get("min_steps", 0) or 0)), int(cfg.finetune.max_steps))
 
 
 def finetune_job(cfg, spec: ModelSpec, task: str, seed: int, steps: int, distilled: Job | None, root: Path) -> Job:

@@ -190,6 +190,13 @@ def report(args) -> None:
     print(f"{len(table)} candidates; seeds per proxy: {sorted({len([k for k in r if k.startswith('proxy_seed')]) for r in table})}")
     print(f"Spearman(proxy_mean, downstream_mean) = {rho:+.3f}  (target <= -0.6)")
     print(f"median seed sd / proxy spread = {share:.1%}  (target < 10%)")
+    seeds = sorted({int(k[len("proxy_seed"):]) for r in table for k in r if k.startswith("proxy_seed")})
+    pairs = [(a, b) for i, a in enumerate(seeds) for b in seeds[i + 1:]
+             if all(f"proxy_seed{a}" in r and f"proxy_seed{b}" in r for r in table)]
+    if pairs:        # does one seed rank the candidates as the others do? (then one seed is enough in a sweep)
+        between = [spearmanr([r[f"proxy_seed{a}"] for r in table], [r[f"proxy_seed{b}"] for r in table]).statistic
+                   for a, b in pairs]
+        print(f"Spearman between proxy seeds: {min(between):.3f}-{max(between):.3f} over {len(pairs)} pair(s)")
     for t in args.tasks:
         name = t.split("/")[-1]
         scores = [r[f"{name}_mean"] for r in table]

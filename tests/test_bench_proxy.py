@@ -77,6 +77,7 @@ def test_report_table_and_spearman_match_scipy(tmp_path, monkeypatch, capsys):
     assert f"Spearman(proxy_mean, downstream_mean) = {rho:+.3f}" in printed, printed
     spread = max(proxy(a, 1) for a in mod.ARCHS) - min(proxy(a, 1) for a in mod.ARCHS)
     assert f"median seed sd / proxy spread = {0.001 / spread:.1%}" in printed
+    assert "Spearman between proxy seeds: 1.000-1.000 over 3 pair(s)" in printed    # seeds shift, never reorder
 
 
 def test_report_without_rows_and_a_missing_corpus_exit_2(tmp_path):

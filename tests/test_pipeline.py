@@ -92,7 +92,9 @@ def test_the_documented_pipeline_runs_at_a_tiny_budget(tmp_path, data_root):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "search: 1 of 1 already done" in proc.stdout + proc.stderr      # until=search's result is reused
     res = yaml.safe_load(next(out.glob("search-*/optimization_results.yaml")).read_text())
-    chosen = tuple(int(res["best_params"][f"arch.{k}"]) for k in ("depth", "heads", "hidden", "intermediate"))
+    # the default pick: the lowest proxy error among the candidates with >= 4x fewer operations than MiniLM
+    assert res["min_speedup"] == 4 and res["best_at_speedup"]["i"] <= res["maximum_point"]["i"] / 4
+    chosen = tuple(int(res["best_at_speedup"]["params"][f"arch.{k}"]) for k in ("depth", "heads", "hidden", "intermediate"))
     table = list(csv.DictReader((out / "bort_small.csv").open()))
     assert {r["model"] for r in table} == {"source", "bortlab", "same_shape_no_distil"}
     mine = next(r for r in table if r["model"] == "bortlab")
@@ -134,6 +136,7 @@ def test_every_documented_pipeline_command_composes(tmp_path, data_root):
     (["corpus=null"], "needs corpus"),
     (["corpus=/nonexistent/corpus.txt"], "corpus=/nonexistent/corpus.txt does not exist"),
     (["search.pick=middle", "corpus=__CORPUS__"], "search.pick='middle'"),
+    (["search.pick=speedup", "search.min_speedup=null", "corpus=__CORPUS__"], "needs search.min_speedup > 0"),
     (["tasks=[]", "corpus=__CORPUS__"], "tasks and seeds"),
     (["until=deploy", "corpus=__CORPUS__"], "until='deploy' is not a stage"),
 ])

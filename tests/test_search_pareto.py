@@ -97,3 +97,15 @@ def test_cheapest_under_the_error_cap():
         expected = min(under, key=lambda k: pts[k]) if under else None
         assert cheapest_under(pts, cap) == expected, cap
     assert cheapest_under(pts, 0.22) == 3 and cheapest_under(pts, 0.1) is None
+
+
+def test_best_under_cost_is_the_most_accurate_within_the_cost_cap():
+    """Against brute force over every cap: the lowest error among the points that cost at most the cap."""
+    from bortlab.search.pareto import best_under_cost
+
+    pts = [(3e6, 0.2), (1e6, 0.35), (2e6, 0.25), (2e6, 0.22), (5e5, float("inf")), (4e6, 0.15), (1.5e6, 0.22)]
+    for cap in (1e5, 5e5, 1e6, 1.5e6, 2e6, 2.5e6, 3e6, 4e6, float("inf")):
+        within = [k for k, (c, e) in enumerate(pts) if c <= cap and e != float("inf")]
+        expected = min(within, key=lambda k: (pts[k][1], pts[k][0])) if within else None
+        assert best_under_cost(pts, cap) == expected, cap
+    assert best_under_cost(pts, 2e6) == 6 and best_under_cost(pts, 5e5) is None     # a tie on e: the cheaper

@@ -82,7 +82,7 @@ def test_sweep_agrees_with_the_pure_fptas_writes_outputs_and_resumes(tmp_path):
     evaluated = [c for c in expected.table if c.e is not None and math.isfinite(c.e)]
     cap = sorted(c.e for c in evaluated)[len(evaluated) // 2]       # the median error: some pass, some not
     args = ["search=tiny", "hydra.sweeper.epsilon=0.3", "hydra.sweeper.steps=7", "hydra.sweeper.max_batch_size=5",
-            "optim.lr=1e-4,1e-3", f"hydra.sweeper.error_cap={cap!r}"]
+            "optim.lr=1e-4,1e-3", f"hydra.sweeper.error_cap={cap!r}", "hydra.sweeper.min_speedup=2"]
     proc, log = run_toy(tmp_path, *args)
     assert proc.returncode == 0, log
     first = calls(tmp_path)
@@ -102,6 +102,8 @@ def test_sweep_agrees_with_the_pure_fptas_writes_outputs_and_resumes(tmp_path):
     capped = min((c for c in evaluated if c.e <= cap), key=lambda c: (c.i, c.e))
     assert res["error_cap"] == pytest.approx(cap) and res["cheapest_under_cap"]["arch"] == str(capped.arch)
     assert res["cheapest_under_cap"]["i"] == pytest.approx(capped.i) and res["cheapest_under_cap"]["e"] <= cap
+    fast = min((c for c in evaluated if c.i <= expected.i_T / 2), key=lambda c: (c.e, c.i))
+    assert res["min_speedup"] == 2 and res["best_at_speedup"]["arch"] == str(fast.arch)
     rows = list(csv.DictReader((sweep / "candidates.csv").open()))
     assert len(rows) == len(cands) and sum(r["status"] == "evaluated" for r in rows) * 2 == len(first)
     assert (sweep / "pareto.png").stat().st_size > 0 and (sweep / "multirun.yaml").exists()
@@ -176,6 +178,7 @@ def test_a_perfect_score_is_recorded_not_fatal(tmp_path):
     (["hydra.sweeper.epsilon=0"], "epsilon must be a positive finite number"),
     (["hydra.sweeper.epsilon=-1"], "epsilon must be a positive finite number"),
     (["arch.heads=3"], "search space is empty"),
+    (["hydra.sweeper.min_speedup=0"], "min_speedup=0.0 must be a positive factor"),
 ])
 def test_bad_sweeps_exit_2_with_one_paragraph_and_no_traceback(tmp_path, args, message):
     proc, log = run_toy(tmp_path, "search=tiny", *args)

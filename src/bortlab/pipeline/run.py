@@ -25,6 +25,7 @@ from bortlab.pipeline.models import ModelSpec, exportable, model_specs
 log = logging.getLogger("bortlab.pipeline")
 TRAIN = "train.py"
 STAGES = ("search", "distil", "finetune", "export", "report")   # `until`: the last stage to run
+PICKS = {"best": "best", "knee": "knee", "speedup": "best_at_speedup"}   # search.pick -> optimization_results.yaml
 
 
 def _list(x) -> list:
@@ -56,8 +57,12 @@ def check(cfg: DictConfig) -> None:
     if str(cfg.get("until", "report")) not in STAGES:
         raise SetupError(f"until={cfg.until!r} is not a stage: choose one of {', '.join(STAGES)} (the pipeline stops "
                          "after it; a rerun with a later one resumes from there).")
-    if cfg.search.pick not in ("best", "knee"):
-        raise SetupError(f"search.pick={cfg.search.pick!r}: choose best (argmax W) or knee (the front's knee).")
+    if cfg.search.pick not in PICKS:
+        raise SetupError(f"search.pick={cfg.search.pick!r}: choose best (argmax W), knee (the front's knee) or "
+                         "speedup (the lowest proxy error among candidates with search.min_speedup x fewer operations "
+                         "than the source).")
+    if cfg.search.pick == "speedup" and not (cfg.search.get("min_speedup") or 0) > 0:
+        raise SetupError(f"search.pick=speedup needs search.min_speedup > 0 (e.g. 4), got {cfg.search.get('min_speedup')!r}.")
 
 
 def _needs_distil(cfg) -> bool:
@@ -70,6 +75,7 @@ def search_job(cfg, root: Path) -> Job:
     argv = [TRAIN, "-m", "hydra/sweeper=fptas", space, f"experiment={s.experiment}",
             f"arch={cfg.source.arch}", f"data.corpus={cfg.corpus}", f"hydra.sweeper.epsilon={s.epsilon}",
             f"hydra.sweeper.refine={s.refine}", f"hydra.sweeper.replicates={_render(s.replicates)}",
+            *([f"hydra.sweeper.min_speedup={s.min_speedup}"] if s.get("min_speedup") else []),
             "hydra/launcher=joblib", f"hydra.launcher.n_jobs={cfg.jobs}", "hydra.sweeper.wandb=false",
             *_list(s.overrides)]
     return Job("search", argv, done_file="optimization_results.yaml", dir_arg="hydra.sweep.dir", root=root)
@@ -84,7 +90,7 @@ def chosen_shape(cfg, root: Path) -> tuple[int, int, int, int]:
     job = search_job(cfg, root)
     run_jobs([job], 1, cfg.threads, what="search")
     results = yaml.safe_load((job.dir / "optimization_results.yaml").read_text())
-    pick = results["best_params"] if cfg.search.pick == "best" else (results.get("knee") or {}).get("params")
+    pick = results["best_params"] if cfg.search.pick == "best" else (results.get(PICKS[cfg.search.pick]) or {}).get("params")
     if not pick:
         raise SetupError(f"The search in {job.dir} has no {cfg.search.pick}; use search.pick=best.")
     shape = tuple(int(pick[f"arch.{k}"]) for k in ("depth", "heads", "hidden", "intermediate"))

@@ -115,3 +115,13 @@ def cheapest_under(points: Sequence[Point], cap: float) -> Optional[int]:
     if not ok:
         return None
     return min(ok, key=lambda k: (points[k][0], points[k][1], k))
+
+
+def best_under_cost(points: Sequence[Point], cost_cap: float) -> Optional[int]:
+    """Index of the most accurate point (lowest error; ties: lower cost, then first) with cost <= cost_cap;
+    None if none. The dual of `cheapest_under`: a user who needs a speed-up asks for the best model that has
+    it (cost_cap = i_T / speed-up)."""
+    ok = [k for k, (c, e) in enumerate(points) if math.isfinite(e) and c <= cost_cap]
+    if not ok:
+        return None
+    return min(ok, key=lambda k: (points[k][1], points[k][0], k))

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 from bortlab.files import write_atomic
 from bortlab.models.arch import Arch
 from bortlab.search.fptas import Candidate, SearchResult, theta_key
-from bortlab.search.pareto import cheapest_under, knee
+from bortlab.search.pareto import best_under_cost, cheapest_under, knee
 
 BASE_COLUMNS = ["cell_saving", "cell_cost", "family", "representative", "status", "depth", "heads", "hidden",
                 "intermediate", "head_dim", "p", "i", "e", "W", "theta"]
@@ -61,12 +61,15 @@ def read_done(path: str | os.PathLike) -> dict[tuple[Arch, str], float]:
 
 
 def results_dict(result: SearchResult, overrides: Callable[[Arch, Mapping], Mapping[str, Any]] | None = None,
-                 extra: Mapping[str, Any] | None = None, error_cap: float | None = None) -> dict:
+                 extra: Mapping[str, Any] | None = None, error_cap: float | None = None,
+                 min_speedup: float | None = None) -> dict:
     """The content of optimization_results.yaml. `overrides(arch, theta)` renders a solution as the
     command-line overrides that reproduce it (the sweeper passes one); without it, the Arch fields.
     Beside argmax W: `knee`, the knee of the evaluated candidates' (i, e) front (`pareto.knee`: log i and e
     min-max normalised over the front, the member farthest below the line through its extremes), and, with
-    `error_cap`, `cheapest_under_cap`: the evaluated candidate of lowest i with e <= error_cap (null if none)."""
+    `error_cap`, `cheapest_under_cap`: the evaluated candidate of lowest i with e <= error_cap (null if none);
+    with `min_speedup`, `best_at_speedup`: the evaluated candidate of lowest e with i <= i_T / min_speedup
+    (at least that many times fewer operations than the maximum point T; null if none)."""
     def params(c: Candidate) -> dict:
         if overrides is not None:
             return dict(overrides(c.arch, c.theta or {}))
@@ -82,6 +85,7 @@ def results_dict(result: SearchResult, overrides: Callable[[Arch, Mapping], Mapp
     points = [(c.i, c.e) for c in evaluated]
     k_knee = knee(points)
     k_cap = cheapest_under(points, float(error_cap)) if error_cap is not None else None
+    k_fast = best_under_cost(points, result.i_T / float(min_speedup)) if min_speedup is not None else None
     return {
         "name": "fptas",
         "epsilon": result.epsilon,
@@ -91,6 +95,8 @@ def results_dict(result: SearchResult, overrides: Callable[[Arch, Mapping], Mapp
         "knee": row(evaluated[k_knee] if k_knee is not None else None),
         "error_cap": None if error_cap is None else float(error_cap),
         "cheapest_under_cap": row(evaluated[k_cap] if k_cap is not None else None),
+        "min_speedup": None if min_speedup is None else float(min_speedup),
+        "best_at_speedup": row(evaluated[k_fast] if k_fast is not None else None),
         "maximum_point": {"p": result.p_T, "i": result.i_T},
         "counts": {"candidates": len(result.table), "cells": result.n_cells, "evaluations": result.n_evaluations,
                    "launched": result.n_launched, "failed": result.n_failed},

@@ -28,6 +28,9 @@ class FPTASSweeperConf:
     budget: Optional[int] = None
     # also report the cheapest (lowest i) evaluated candidate with e <= error_cap (null: not reported)
     error_cap: Optional[float] = None
+    # also report the most accurate (lowest e) evaluated candidate at least this many times cheaper in
+    # operations (i) than the maximum point T, e.g. 4 (null: not reported)
+    min_speedup: Optional[float] = None
     # W = 0 for errors at or above this (a model no better than it is worth nothing however cheap); null: 1 when
     # the jobs return objective=rescaled errors (1 = the constant predictor), else none; .inf: none
     error_ceiling: Optional[float] = None

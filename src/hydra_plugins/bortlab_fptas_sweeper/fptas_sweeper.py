@@ -56,10 +56,11 @@ class FPTASSweeper(Sweeper):
                  job_defaults: Optional[Dict[str, Any]] = None, init_key: Optional[str] = None,
                  preflight: Optional[str] = None, refine: float = 1.0, budget: Optional[int] = None,
                  error_cap: Optional[float] = None, error_ceiling: Optional[float] = None,
-                 replicates: Optional[Dict[str, List[Any]]] = None) -> None:
+                 replicates: Optional[Dict[str, List[Any]]] = None, min_speedup: Optional[float] = None) -> None:
         self.epsilon, self.steps, self.steps_key = epsilon, steps, steps_key
         self.refine, self.budget = refine, budget
         self.error_cap = None if error_cap is None else float(error_cap)
+        self.min_speedup = None if min_speedup is None else float(min_speedup)
         self.error_ceiling = None if error_ceiling is None else float(error_ceiling)
         self.replicates = dict(_plain(replicates) or {})
         self.thetas = [dict(_plain(t)) for t in (_plain(thetas) or [])]
@@ -241,6 +242,11 @@ class FPTASSweeper(Sweeper):
 
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         check_epsilon(self.epsilon)
+        if self.min_speedup is not None and not self.min_speedup > 0:
+            from bortlab.search import SearchError
+
+            raise SearchError(f"hydra.sweeper.min_speedup={self.min_speedup} must be a positive factor (e.g. 4: "
+                              "report the best candidate with at least 4x fewer operations than the source), or null.")
         fixed, grid, arch_choices, theta_dims = self._parse(arguments)
         archs, space = self._candidates(fixed, grid, arch_choices)
         thetas = self._thetas(theta_dims)
@@ -362,7 +368,8 @@ class FPTASSweeper(Sweeper):
 
             extra["replicates"] = {"over": self.replicates, "best_error_se": replicate_log.se(
                 str(result.best), theta_key(result.best_theta))}
-        results = results_dict(result, overrides, extra=extra, error_cap=self.error_cap)
+        results = results_dict(result, overrides, extra=extra, error_cap=self.error_cap,
+                               min_speedup=self.min_speedup)
         write_results_yaml(sweep_dir / "optimization_results.yaml", results)
         log.info("FPTAS: best %s W=%.4g (p=%.4g, i=%.4g, e=%.4g) after %d evaluations (%d launched now) in %d cells; "
                  "results in %s", result.best, result.best_W, result.best_row.p, result.best_row.i,

@@ -76,6 +76,9 @@ def search_job(cfg, root: Path) -> Job:
             f"arch={cfg.source.arch}", f"data.corpus={cfg.corpus}", f"hydra.sweeper.epsilon={s.epsilon}",
             f"hydra.sweeper.refine={s.refine}", f"hydra.sweeper.replicates={_render(s.replicates)}",
             *([f"hydra.sweeper.min_speedup={s.min_speedup}"] if s.get("min_speedup") else []),
+            # candidates.csv (the resume state) is written after every batch: batches of `jobs` candidates, so
+            # an interrupted search loses at most the evaluations in flight
+            f"hydra.sweeper.max_batch_size={cfg.jobs}",
             "hydra/launcher=joblib", f"hydra.launcher.n_jobs={cfg.jobs}", "hydra.sweeper.wandb=false",
             *_list(s.overrides)]
     return Job("search", argv, done_file="optimization_results.yaml", dir_arg="hydra.sweep.dir", root=root)

@@ -30,6 +30,10 @@ def test_jobs_skip_what_is_finished_and_rerun_what_changed(tmp_path):
     assert other.dir != job.dir and not other.finished()   # other settings: a directory of its own
     run_jobs([other])
     assert counter.read_text() == "xx"
+    # parallelism is not a setting of the result: the same job with other launcher/batch sizes is finished
+    wider = Job("a/b", ["-c", WRITE, str(counter), "hydra.launcher.n_jobs=4", "hydra.sweeper.max_batch_size=4"],
+                dir_arg=None, root=tmp_path)
+    assert wider.dir == job.dir and wider.finished()
 
 
 def test_a_failed_job_is_named_with_its_last_words_after_the_others_finish(tmp_path):

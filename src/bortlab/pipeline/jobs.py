@@ -25,6 +25,14 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[3]
 
 
+# arguments that change how a job runs, not what it computes: a rerun with other parallelism reuses the results
+NOT_KEYS = ("hydra.launcher.n_jobs=", "hydra.sweeper.max_batch_size=")
+
+
+def result_key(argv: list[str]) -> list[str]:
+    return [a for a in argv if not a.startswith(NOT_KEYS)]
+
+
 @dataclass
 class Job:
     name: str                      # e.g. finetune/bortlab/glue-sst2/seed0: where it goes under the pipeline dir
@@ -35,7 +43,7 @@ class Job:
 
     @property
     def digest(self) -> str:
-        return hashlib.sha1(json.dumps(self.argv).encode()).hexdigest()[:8]
+        return hashlib.sha1(json.dumps(result_key(self.argv)).encode()).hexdigest()[:8]
 
     @property
     def dir(self) -> Path:
@@ -48,7 +56,7 @@ class Job:
     def finished(self) -> bool:
         record = self.dir / "pipeline_job.json"
         return (self.dir / self.done_file).exists() and record.exists() and \
-            json.loads(record.read_text()).get("argv") == self.argv
+            result_key(json.loads(record.read_text()).get("argv") or []) == result_key(self.argv)
 
 
 class JobFailed(RuntimeError):

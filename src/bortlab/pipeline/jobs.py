@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 # arguments that change how a job runs, not what it computes: a rerun with other parallelism reuses the results
-NOT_KEYS = ("hydra.launcher.n_jobs=", "hydra.sweeper.max_batch_size=")
+NOT_KEYS = ("hydra.launcher.n_jobs=", "hydra.sweeper.max_batch_size=", "trainer.enable_progress_bar=",
+            "++trainer.enable_progress_bar=")
 
 
 def result_key(argv: list[str]) -> list[str]:

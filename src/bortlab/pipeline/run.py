@@ -78,7 +78,7 @@ def search_job(cfg, root: Path) -> Job:
             *([f"hydra.sweeper.min_speedup={s.min_speedup}"] if s.get("min_speedup") else []),
             # candidates.csv (the resume state) is written after every batch: batches of `jobs` candidates, so
             # an interrupted search loses at most the evaluations in flight
-            f"hydra.sweeper.max_batch_size={cfg.jobs}",
+            f"hydra.sweeper.max_batch_size={cfg.jobs}", "trainer.enable_progress_bar=false",
             "hydra/launcher=joblib", f"hydra.launcher.n_jobs={cfg.jobs}", "hydra.sweeper.wandb=false",
             *_list(s.overrides)]
     return Job("search", argv, done_file="optimization_results.yaml", dir_arg="hydra.sweep.dir", root=root)

@@ -156,6 +156,14 @@ def train(overrides: list[str], workdir: Path, threads: int) -> tuple[dict, floa
     return run_train(overrides, workdir, threads)
 
 
+def _shown(path: Path) -> str:
+    """A path as a result row records it: relative to the checkout when inside it (rows are committed)."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
 def accuracy(metrics: dict) -> float:
     return float(metrics["dev"]["val/accuracy"])
 
@@ -193,7 +201,7 @@ def ensure_labeller(args, want: dict, lock: threading.Lock) -> None:
         seconds = json.loads(marker.read_text()).get("seconds")
         append_row(args.out, {"arm": "labeller", "seed": None, "dev_accuracy": accuracy(metrics),
                               "dev": metrics["dev"], "steps": metrics["steps"], "train_rows": metrics["train_rows"],
-                              "seconds": seconds, "dir": str(d), "settings": want}, lock)
+                              "seconds": seconds, "dir": _shown(d), "settings": want}, lock)
 
 
 def run_arm(job: tuple[int, str], args, want: dict, lock: threading.Lock) -> dict:

@@ -150,6 +150,15 @@ def export_job(cfg, ft: Job, root: Path) -> Job:
     return Job(ft.name.replace("finetune/", "export/", 1), argv, done_file="config.json", dir_arg=None, root=root)
 
 
+def _stops_after(stage: str, until: str, failed: list[str]) -> bool:
+    """True when `until` names this stage; the stage's failures are raised first (a rerun retries them)."""
+    if until != stage:
+        return False
+    if failed:
+        raise JobFailed("\n".join(failed))
+    return True
+
+
 def run_pipeline(cfg: DictConfig) -> Path:
     from bortlab.pipeline.report import measure_latency, write_report
 
@@ -171,7 +180,7 @@ def run_pipeline(cfg: DictConfig) -> Path:
 
     distil = {s.name: distil_job(cfg, s, root) for s in specs if s.distil and _needs_distil(cfg)}
     run_jobs(list(distil.values()), cfg.jobs, cfg.threads, what="distillation")
-    if until == "distil":
+    if _stops_after("distil", until, []):
         return root
 
     steps = {t: finetune_steps(cfg, t) for t in _list(cfg.tasks)}
@@ -182,9 +191,7 @@ def run_pipeline(cfg: DictConfig) -> Path:
         run_jobs([j for *_, j in finetune], cfg.jobs, cfg.threads, what="fine-tuning")
     except JobFailed as e:      # report what finished; the rerun retries the rest
         failed.append(str(e))
-    if until == "finetune":
-        if failed:
-            raise JobFailed("\n".join(failed))
+    if _stops_after("finetune", until, failed):
         return root
 
     exports = {}
@@ -195,9 +202,7 @@ def run_pipeline(cfg: DictConfig) -> Path:
             run_jobs(list(exports.values()), cfg.jobs, cfg.threads, what="export")
         except JobFailed as e:     # e.g. a model without a pooler: served by bortlab itself, reported as such
             log.warning("%s", e)
-    if until == "export":
-        if failed:
-            raise JobFailed("\n".join(failed))
+    if _stops_after("export", until, failed):
         return root
 
     latency = measure_latency(cfg, specs, finetune, exports, root)

@@ -143,10 +143,10 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def append_row(path: Path, row: dict, lock: threading.Lock) -> None:
-    with lock, open(path, "a") as f:          # one whole line per job, appended under a lock
-        f.write(json.dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    from bortlab.files import append_jsonl
+
+    with lock:                                # one whole line per job
+        append_jsonl(path, row)
 
 
 def train(overrides: list[str], workdir: Path, threads: int) -> tuple[dict, float]:
@@ -376,7 +376,8 @@ def check(args) -> None:
         die(f"extra arguments after -- must be Hydra overrides key=value for the student arms, got {bad}.")
 
 
-def main(argv=None) -> None:
+def parse_args(argv=None):
+    """The bench's settings (also what bench_agora_theta.py builds its A2 jobs from); bad input exits 2."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=os.environ.get("BORTLAB_DATA") or str(REPO.parent / "shared" / "data"))
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "agora_controls.jsonl")
@@ -416,6 +417,11 @@ def main(argv=None) -> None:
     args.data = str(Path(args.data).resolve())
     args.labeller_dir = args.labeller_dir.absolute()
     check(args)
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     report(args) if args.report else run_all(args)
 
 

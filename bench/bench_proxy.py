@@ -116,10 +116,8 @@ def run_job(job: dict, args, want: dict, lock: threading.Lock) -> dict:
     else:
         row["score"] = metrics["dev"][metrics["selection_metric"]]
         row["metric"], row["dev"] = metrics["selection_metric"], metrics["dev"]
-    with lock, open(args.out, "a") as f:         # one whole line per job, appended under a lock
-        f.write(json.dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    with lock:                                    # one whole line per job
+        append_jsonl(args.out, row)
     shutil.rmtree(workdir, ignore_errors=True)   # checkpoints of 100+ candidates would fill the disk
     return row
 

@@ -68,9 +68,10 @@ FAST = ["arch=tiny", "task=glue/rte", "task.max_length=32", "data.batch_size=16"
 def test_sweeper_end_to_end_on_rte(tmp_path, train, data_root):
     train(*FAST, "callbacks.checkpoint.enabled=true", "trainer.max_steps=2", f"hydra.run.dir={tmp_path / 'lab'}")
     sweep = tmp_path / "sweep"
-    train("-m", "hydra/sweeper=agora", *FAST, "callbacks=agora", "callbacks.checkpoint.enabled=false",
-          f"agora.labeller.path={tmp_path / 'lab'}", "agora.rounds=0", "agora.k=1", "agora.max_mistakes=4",
-          "agora.holdout_fraction=0.02", "trainer.max_steps=2", "optim.lr=1e-4,1e-3,1e-2", f"hydra.sweep.dir={sweep}")
+    cmd = ("-m", "hydra/sweeper=agora", *FAST, "callbacks=agora", "callbacks.checkpoint.enabled=false",
+           f"agora.labeller.path={tmp_path / 'lab'}", "agora.rounds=0", "agora.k=1", "agora.max_mistakes=4",
+           "agora.holdout_fraction=0.02", "trainer.max_steps=2", "optim.lr=1e-4,1e-3,1e-2", f"hydra.sweep.dir={sweep}")
+    train(*cmd)
     import yaml
 
     res = yaml.safe_load((sweep / "agora_theta.yaml").read_text())
@@ -84,6 +85,14 @@ def test_sweeper_end_to_end_on_rte(tmp_path, train, data_root):
     summary = json.loads((job2 / "agora" / "summary.json").read_text())
     assert summary["honest"] and summary["agora_dev_split"] == "agora_holdout"
     assert res["best"]["reported"] is not None
+
+    # a rerun resumes: every job is finished, so nothing is launched and the answer is the same
+    jobs = sorted(p.name for p in sweep.iterdir() if p.name.isdigit())
+    assert len(jobs) == 4
+    p = train(*cmd)
+    assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == jobs
+    assert "4 finished jobs there" in p.stdout + p.stderr
+    assert yaml.safe_load((sweep / "agora_theta.yaml").read_text()) == res
 
 
 def test_sweeper_without_callbacks_agora_says_so(tmp_path, train):

@@ -102,6 +102,15 @@ def write_json_atomic(path: str | os.PathLike, obj) -> Path:
     return write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
+def append_jsonl(path: str | os.PathLike, row: dict) -> None:
+    """Append one JSON line and flush it to disk: a bench's or a sweep's record of a finished job. A crash
+    loses at most the line being written; callers running jobs in threads hold a lock around it."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a new empty temporary directory beside `path`; when the block ends without an exception,

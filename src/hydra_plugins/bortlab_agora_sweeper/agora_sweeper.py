@@ -9,6 +9,12 @@ through the configured launcher, with `agora.pool=[...]` (the points gathered so
 and feeds the best job's `agora/final.jsonl` to the next round. `agora_theta.yaml` in the sweep directory is
 rewritten after every round: the ranking, what was pruned and the best job, with its official dev score,
 which no decision used.
+
+A rerun with the same sweep dir resumes: a job dir there whose `.hydra/overrides.yaml` holds exactly the
+overrides a job would get, with its `agora/summary.json` and `metrics.json` written, is that job, finished,
+and is not launched again (jobs finished inside an interrupted batch count too). The overrides include θ, the
+fixed settings and the pool the job trained on, so a job made with other settings is never reused; job
+numbers continue after the existing job dirs, so nothing is overwritten.
 """
 from __future__ import annotations
 
@@ -85,28 +91,39 @@ class AgoraSweeper(Sweeper):
         def quote(p: str) -> str:
             return "'" + p.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
+        done = _finished_jobs(sweep_dir)
+        if done:
+            log.info("agora Θ loop: resuming in %s, %d finished jobs there", sweep_dir, len(done))
+        # job numbers continue after the existing job dirs, so a resumed sweep never overwrites them
+        self.job_idx = 1 + max((int(p.name) for p in sweep_dir.iterdir() if p.name.isdigit()), default=-1)
+
+        def launch(pairs: List[tuple]) -> None:
+            """Launch the batch's jobs that are not finished already; record the finished ones in `done`."""
+            todo = [(theta, ov) for theta, ov in pairs if json.dumps(ov) not in done]
+            if not todo:
+                return
+            self.validate_batch_is_legal([ov for _, ov in todo])
+            returns = self.launcher.launch([ov for _, ov in todo], initial_job_idx=self.job_idx)
+            self.job_idx += len(returns)
+            for (theta, ov), ret in zip(todo, returns):
+                line = _job_record(ov, ret)
+                if line["status"] != "ok":
+                    log.warning("agora Θ loop: job %s failed (%s)", theta, ret._return_value)
+                else:
+                    done[json.dumps(ov)] = line
+
         def train_batch(batch: List[List[str]], pool: List[str], r: int) -> List[Job]:
             extra = [f"agora.pool=[{','.join(quote(p) for p in pool)}]", "agora.final_round=true"]
-            overrides = [list(fixed) + theta + extra for theta in batch]
-            self.validate_batch_is_legal(overrides)
-            returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
-            self.job_idx += len(returns)
+            pairs = [(theta, list(fixed) + theta + extra) for theta in batch]
+            launch(pairs)
             jobs = []
-            for theta, ret in zip(batch, returns):
-                out = Path(ret.hydra_cfg.hydra.runtime.output_dir) if ret.hydra_cfg is not None else None
-                summary = out / "agora" / "summary.json" if out else None
-                if ret.status != JobStatus.COMPLETED or summary is None or not summary.exists():
-                    log.warning("agora Θ loop: job %s failed (%s)", theta, ret._return_value)
-                    jobs.append(Job(theta, r, float("-inf"), dir=str(out), status="failed"))
-                    continue
-                s = json.loads(summary.read_text())
-                metrics = out / "metrics.json"
-                reported = None
-                if metrics.exists():
-                    m = json.loads(metrics.read_text())
-                    reported = m["dev"].get(m["selection_metric"])
-                jobs.append(Job(theta, r, float(s["agora_dev_score"]), points=s.get("final_points"),
-                                reported=reported, dir=str(out)))
+            for theta, ov in pairs:
+                line = done.get(json.dumps(ov))
+                if line is None:
+                    jobs.append(Job(theta, r, float("-inf"), status="failed"))
+                else:
+                    jobs.append(Job(theta, r, float(line["score"]), points=line["points"], reported=line["reported"],
+                                    dir=line["dir"]))
             return jobs
 
         def write(res) -> None:
@@ -119,3 +136,38 @@ class AgoraSweeper(Sweeper):
         result = theta_loop(thetas, train_batch, keep=self.keep, max_rounds=self.max_rounds, on_round=write)
         write(result)
         return result
+
+
+def _job_record(overrides: List[str], ret) -> dict:
+    """A launched job's result: status ok only with its agora/summary.json."""
+    out = Path(ret.hydra_cfg.hydra.runtime.output_dir) if ret.hydra_cfg is not None else None
+    if ret.status != JobStatus.COMPLETED or out is None:
+        return {"overrides": overrides, "status": "failed", "dir": str(out)}
+    return _read_job(out, overrides)
+
+
+def _read_job(out: Path, overrides: List[str]) -> dict:
+    summary, metrics = out / "agora" / "summary.json", out / "metrics.json"
+    if not summary.exists():
+        return {"overrides": overrides, "status": "failed", "dir": str(out)}
+    s = json.loads(summary.read_text())
+    reported = None
+    if metrics.exists():
+        m = json.loads(metrics.read_text())
+        reported = m["dev"].get(m["selection_metric"])
+    return {"overrides": overrides, "status": "ok", "score": float(s["agora_dev_score"]),
+            "points": s.get("final_points"), "reported": reported, "dir": str(out)}
+
+
+def _finished_jobs(sweep_dir: Path) -> dict:
+    """The finished jobs already in a sweep dir, keyed by their overrides (json): what a rerun need not launch."""
+    import yaml
+
+    done = {}
+    for d in sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
+        ov_file = d / ".hydra" / "overrides.yaml"
+        if not (ov_file.exists() and (d / "metrics.json").exists() and (d / "agora" / "summary.json").exists()):
+            continue
+        overrides = yaml.safe_load(ov_file.read_text()) or []
+        done[json.dumps(overrides)] = _read_job(d, overrides)
+    return done

@@ -1,0 +1,232 @@
+"""Issue 19: Agora's Θ loop (`hydra/sweeper=agora`) against plain enumeration of the same Θ at about the same
+number of training jobs, in the scarce-data setting of bench_agora_controls.py (its arm A2, one data draw).
+
+    python bench/bench_agora_theta.py -- agora.soft_labels=true            # both methods; resumable
+    python bench/bench_agora_theta.py --report -- agora.soft_labels=true   # docs/figures/agora_theta.csv, table
+
+The protocol, fixed before any result:
+- Θ = optim.lr ∈ --theta-lr (5e-5, 1e-4, 2e-4, 4e-4) × agora.k ∈ --theta-k (4, 8): 8 sets. Everything else is arm A2 of
+  bench_agora_controls.py for data seed --seed (S, H and the labeller as there; the settings after `--` go to
+  that bench's parser, so `-- agora.soft_labels=true` is its final protocol).
+- Θ loop: `train.py -m hydra/sweeper=agora` with keep = 0.5: rounds of 8, 4, 2 and 1 jobs (15), each round's
+  jobs trained on the pool of points from the best jobs of the rounds before; its answer is the job with the
+  best Agora-dev score (accuracy on H) over all rounds.
+- Enumeration: every θ as an ordinary Agora run (rounds inside the run, no pool), with each training seed of
+  --enum-seeds (0, 1): 16 jobs, one more than the loop. Its answer is the same rule: the job with the best
+  Agora-dev score.
+- Both answers are scored on the official dev split, which no decision reads; every job's official dev score
+  is in the table for context (the best of them is an oracle neither method can see).
+One data draw and one run of each method: this compares two procedures once, it is not a CI over seeds.
+
+Rows go to --out, one per finished job, keyed by the settings; a rerun skips finished jobs (the Θ loop's sweep
+resumes job by job in its own sweep dir under --dir).
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import csv
+import importlib.util
+import itertools
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+AXES = ("optim.lr", "agora.k")
+
+
+def die(message: str) -> None:
+    print(f"bench_agora_theta.py: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def controls():
+    """bench_agora_controls.py as a module: the A2 arm's overrides and settings come from there, not a copy."""
+    spec = importlib.util.spec_from_file_location("bench_agora_controls", REPO / "bench" / "bench_agora_controls.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def thetas(args) -> list[list[str]]:
+    return [[f"optim.lr={lr}", f"agora.k={k}"] for lr, k in itertools.product(args.lr, args.k)]
+
+
+def fixed_overrides(ctl, cargs) -> list[str]:
+    """Arm A2's overrides for the data seed, without the keys Θ sets."""
+    return [o for o in ctl.arm_overrides("A2", cargs.seeds[0], cargs) if o.split("=", 1)[0] not in AXES]
+
+
+def with_seed(overrides: list[str], seed: int) -> list[str]:
+    """The training seed (init, batch order, Agora's sampling) changed; S and H (data.train_subset_seed) kept."""
+    return [f"seed={seed}" if o.startswith("seed=") else o for o in overrides]
+
+
+def settings(args, ctl, cargs) -> dict:
+    want = ctl.arm_settings(cargs, ctl.labeller_settings(cargs, ctl.train_rows(cargs)))
+    return {"controls": want, "data_seed": args.seed, "lr": args.lr, "k": args.k, "enum_seeds": args.enum_seeds,
+            "keep": 0.5}
+
+
+def read_rows(path: Path, want: dict) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    return [r for r in rows if r.get("settings") == want]
+
+
+def shown(path: str) -> str:
+    """A path as a committed result row records it: relative to the checkout when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return path
+
+
+# ---- the two methods ---------------------------------------------------------------------------------------
+def run_theta_loop(args, fixed, want, lock) -> None:
+    from bortlab.files import append_jsonl
+    from bortlab.pipeline.jobs import last_words, thread_env
+
+    if any(r["method"] == "theta_loop" for r in read_rows(args.out, want)):
+        print("Θ loop: finished with these settings, reused", flush=True)
+        return
+    sweep = args.dir / "theta_loop"
+    sweep.mkdir(parents=True, exist_ok=True)
+    axes = [f"optim.lr={','.join(args.lr)}", f"agora.k={','.join(args.k)}"]
+    cmd = [sys.executable, str(REPO / "train.py"), "-m", "hydra/sweeper=agora", "hydra.sweeper.keep=0.5",
+           f"hydra.sweep.dir={sweep}", *fixed, *axes]
+    print(f"Θ loop: {len(thetas(args))} sets in {sweep} (log: {sweep / 'theta_loop.log'})", flush=True)
+    with open(sweep / "theta_loop.log", "a") as log:
+        proc = subprocess.run(cmd, cwd=REPO, env=thread_env(args.threads), stdout=log, stderr=subprocess.STDOUT)
+    result = sweep / "agora_theta.yaml"
+    if proc.returncode != 0 or not result.exists():
+        text = (sweep / "theta_loop.log").read_text(errors="replace")
+        raise RuntimeError(f"the Θ loop failed (exit {proc.returncode}); a rerun resumes it: {last_words(text, 4)}")
+    import yaml
+
+    res = yaml.safe_load(result.read_text())
+    with lock:
+        for rnd in res["rounds"]:
+            for job in rnd["ranking"]:
+                append_jsonl(args.out, {"method": "theta_loop", "theta": job["theta"], "round": job["round"],
+                                        "seed": args.seed, "agora_dev_score": job["score"],
+                                        "dev_accuracy": job["reported"], "dir": shown(job["dir"]), "settings": want})
+    print(f"Θ loop: done, best {res['best']['theta']} (Agora-dev {res['best']['score']:.4f})", flush=True)
+
+
+def run_enumeration(args, fixed, want, lock) -> None:
+    from bortlab.files import append_jsonl
+    from bortlab.pipeline.jobs import run_train
+
+    done = {(tuple(r["theta"]), r["seed"]) for r in read_rows(args.out, want) if r["method"] == "enumeration"}
+    todo = [(t, s) for s in args.enum_seeds for t in thetas(args) if (tuple(t), s) not in done]
+    print(f"enumeration: {len(done)} jobs on record, {len(todo)} to run", flush=True)
+    for n, (theta, seed) in enumerate(todo, 1):
+        workdir = args.dir / "enumeration" / ("-".join(o.split("=")[1] for o in theta) + f"-s{seed}")
+        shutil.rmtree(workdir, ignore_errors=True)      # a run interrupted before its row was written
+        metrics, seconds = run_train([*with_seed(fixed, seed), *theta], workdir, args.threads)
+        summary = json.loads((workdir / "agora" / "summary.json").read_text())
+        row = {"method": "enumeration", "theta": theta, "round": None, "seed": seed,
+               "agora_dev_score": summary["agora_dev_score"], "dev_accuracy": metrics["dev"]["val/accuracy"],
+               "seconds": round(seconds, 1), "settings": want}
+        with lock:
+            append_jsonl(args.out, row)
+        shutil.rmtree(workdir, ignore_errors=True)
+        print(f"enumeration [{n}/{len(todo)}] {theta} seed {seed}: Agora-dev {row['agora_dev_score']:.4f}, "
+              f"dev {row['dev_accuracy']:.4f} ({seconds:.0f} s)", flush=True)
+
+
+def run_all(args, ctl, cargs) -> None:
+    marker = cargs.labeller_dir / ctl.MARKER
+    if not (marker.exists() and json.loads(marker.read_text()).get("finished")):
+        die(f"no finished labeller in {cargs.labeller_dir}: run bench/bench_agora_controls.py first (it trains "
+            "the labeller both benches read), with the same settings.")
+    fixed, want, lock = fixed_overrides(ctl, cargs), settings(args, ctl, cargs), threading.Lock()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    methods = [run_theta_loop, run_enumeration]
+    with cf.ThreadPoolExecutor(args.jobs) as pool:      # --jobs 2: the two methods side by side
+        futures = [pool.submit(m, args, fixed, want, lock) for m in methods]
+        errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:
+        sys.exit("bench_agora_theta.py: " + "; ".join(map(str, errors)))
+
+
+# ---- the report --------------------------------------------------------------------------------------------
+def pick(rows: list[dict]) -> dict:
+    """The rule both methods use: the job with the best Agora-dev score (the first on a tie)."""
+    return max(rows, key=lambda r: r["agora_dev_score"])
+
+
+def report(args, ctl, cargs) -> None:
+    from bortlab.files import write_atomic
+
+    want = settings(args, ctl, cargs)
+    rows = read_rows(args.out, want)
+    by = {m: [r for r in rows if r["method"] == m] for m in ("theta_loop", "enumeration")}
+    if not all(by.values()):
+        die(f"{args.out} lacks {' and '.join(m for m, v in by.items() if not v)} rows made with these settings; run "
+            "the bench first (the same command without --report).")
+    picks = {m: pick(v) for m, v in by.items()}
+    lines = ["method,theta,round,seed,agora_dev_score,dev_accuracy,picked"]
+    for m, v in by.items():
+        for r in v:
+            lines.append(f"{m},{' '.join(r['theta'])},{r['round'] if r['round'] is not None else ''},{r['seed']},"
+                         f"{r['agora_dev_score']:.6f},{r['dev_accuracy']:.6f},{int(r is picks[m])}")
+    args.csv.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(args.csv, "\n".join(lines) + "\n")
+    n_dev = 872                                   # SST-2's official dev split
+    print(f"SST-2, data seed {args.seed}, Θ = lr {args.lr} x k {args.k}; official dev accuracy in points "
+          f"(binomial SE at 0.8: {100 * math.sqrt(0.8 * 0.2 / n_dev):.1f})")
+    print("| method | jobs | pick (θ) | its Agora-dev | its official dev | best official dev of its jobs |")
+    print("|---|---|---|---|---|---|")
+    for m, v in by.items():
+        p = picks[m]
+        where = f"round {p['round']}" if p["round"] is not None else f"seed {p['seed']}"
+        print(f"| {m} | {len(v)} | {' '.join(p['theta'])} ({where}) | {100 * p['agora_dev_score']:.2f} | "
+              f"{100 * p['dev_accuracy']:.2f} | {100 * max(r['dev_accuracy'] for r in v):.2f} |")
+    d = picks["theta_loop"]["dev_accuracy"] - picks["enumeration"]["dev_accuracy"]
+    print(f"Θ loop − enumeration, official dev of the picks: {100 * d:+.2f} points (one run each)")
+    print(f"wrote {args.csv}")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seed", type=int, default=0, help="the data draw (S and H) of bench_agora_controls.py")
+    p.add_argument("--theta-lr", dest="lr", nargs="+", default=["5e-5", "1e-4", "2e-4", "4e-4"])
+    p.add_argument("--theta-k", dest="k", nargs="+", default=["4", "8"])
+    p.add_argument("--enum-seeds", type=int, nargs="+", default=[0, 1], help="training seeds per θ (enumeration)")
+    p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "agora_theta.jsonl")
+    p.add_argument("--csv", type=Path, default=REPO / "docs" / "figures" / "agora_theta.csv")
+    p.add_argument("--dir", type=Path, default=REPO / "outputs" / "agora_theta", help="the jobs' run dirs")
+    p.add_argument("--jobs", type=int, default=2, help="1: the methods one after the other; 2: side by side")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--report", action="store_true")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ours, rest = (argv[: argv.index("--")], argv[argv.index("--"):]) if "--" in argv else (argv, [])
+    args, controls_flags = p.parse_known_args(ours)    # unknown flags: bench_agora_controls.py's settings
+    if args.jobs not in (1, 2) or args.threads < 1:
+        die(f"--jobs must be 1 or 2 (the two methods) and --threads >= 1, got {args.jobs} and {args.threads}.")
+    for name, values in (("lr", args.lr), ("k", args.k)):
+        try:
+            ok = all(float(v) > 0 for v in values) and len(set(values)) == len(values)
+        except ValueError:
+            ok = False
+        if not ok:
+            die(f"--theta-{name} must be distinct positive numbers, got {values}.")
+    if len(set(args.enum_seeds)) != len(args.enum_seeds):
+        die(f"--enum-seeds must be distinct, got {args.enum_seeds}.")
+    ctl = controls()
+    cargs = ctl.parse_args([*controls_flags, "--seeds", str(args.seed), *rest])
+    args.dir = args.dir.absolute()
+    report(args, ctl, cargs) if args.report else run_all(args, ctl, cargs)
+
+
+if __name__ == "__main__":
+    main()

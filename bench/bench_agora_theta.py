@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import csv
 import importlib.util
 import itertools
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys

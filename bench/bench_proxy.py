@@ -104,6 +104,7 @@ def read_rows(path: Path, want: dict) -> list[dict]:
 
 
 def run_job(job: dict, args, want: dict, lock: threading.Lock) -> dict:
+    from bortlab.files import append_jsonl
     from bortlab.pipeline.jobs import run_train
 
     workdir = Path(tempfile.mkdtemp(prefix="proxy-", dir=args.workdir))

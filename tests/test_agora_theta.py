@@ -64,7 +64,8 @@ FAST = ["arch=tiny", "task=glue/rte", "task.max_length=32", "data.batch_size=16"
         "predict=false", "trainer.limit_val_batches=1", "logger=none", "callbacks.checkpoint.enabled=false"]
 
 
-@pytest.mark.slow          # 16-34 s alone on the shared 2-core box (by load): two train.py runs and a 3-job sweep
+# 16-34 s alone on the shared 2-core box (by load): two train.py runs, a 3-job sweep and its resume (in CI:
+# the sweeper's only end-to-end test)
 def test_sweeper_end_to_end_on_rte(tmp_path, train, data_root):
     train(*FAST, "callbacks.checkpoint.enabled=true", "trainer.max_steps=2", f"hydra.run.dir={tmp_path / 'lab'}")
     sweep = tmp_path / "sweep"

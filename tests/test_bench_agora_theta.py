@@ -20,7 +20,6 @@ def _run(script, *args, expect=0):
     return p
 
 
-@pytest.mark.slow          # ~40 s: a labeller and 5 tiny train.py runs
 def test_theta_bench_runs_both_methods_resumes_and_reports(tmp_path, data_root):
     if not (data_root / "glue" / "SST-2" / "train.tsv").exists():
         pytest.skip("no SST-2 copy")
@@ -28,7 +27,7 @@ def test_theta_bench_runs_both_methods_resumes_and_reports(tmp_path, data_root):
               "--holdout", "20", "--steps", "8", "--batch", "8", "--points-per-round", "6", "--student", TINY,
               "--labeller-args", TINY, "--labeller-steps", "3"]
     out, table = tmp_path / "theta.jsonl", tmp_path / "theta.csv"
-    flags = [*shared, "--theta-lr", "1e-4", "1e-3", "--theta-k", "2", "3", "--enum-seeds", "0", "--out", str(out),
+    flags = [*shared, "--theta-lr", "1e-4", "1e-3", "--theta-k", "2", "--enum-seeds", "0", "--out", str(out),
              "--csv", str(table), "--dir", str(tmp_path / "runs")]
     missing = _run("bench_agora_theta.py", *flags, expect=2)          # no labeller yet: says which bench makes it
     assert "bench_agora_controls.py first" in missing.stderr and "Traceback" not in missing.stderr
@@ -38,22 +37,21 @@ def test_theta_bench_runs_both_methods_resumes_and_reports(tmp_path, data_root):
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     loop = [r for r in rows if r["method"] == "theta_loop"]
     enum = [r for r in rows if r["method"] == "enumeration"]
-    assert [r["round"] for r in loop] == [1, 1, 1, 1, 2, 2, 3]        # successive halving: 4 sets -> 2 -> 1
-    assert len(enum) == 4 and {tuple(r["theta"]) for r in enum} == {
-        (f"optim.lr={lr}", f"agora.k={k}") for lr in ("1e-4", "1e-3") for k in (2, 3)}
+    assert [r["round"] for r in loop] == [1, 1, 2]                    # successive halving: 2 sets -> 1
+    assert sorted(tuple(r["theta"]) for r in enum) == [("optim.lr=1e-3", "agora.k=2"), ("optim.lr=1e-4", "agora.k=2")]
     # the loop's later rounds trained on the pool of points its earlier rounds fed forward
     sweep = tmp_path / "runs" / "theta_loop"
-    last = next(r for r in loop if r["round"] == 3)
+    last = next(r for r in loop if r["round"] == 2)
     assert "final.jsonl" in (Path(last["dir"]) / ".hydra" / "overrides.yaml").read_text()
 
     again = _run("bench_agora_theta.py", *flags)                       # a rerun trains nothing
-    assert "reused" in again.stdout and "4 jobs on record, 0 to run" in again.stdout
-    assert out.read_text().count("\n") == 11 and len([p for p in sweep.iterdir() if p.name.isdigit()]) == 7
+    assert "reused" in again.stdout and "2 jobs on record, 0 to run" in again.stdout
+    assert out.read_text().count("\n") == 5 and len([p for p in sweep.iterdir() if p.name.isdigit()]) == 3
 
     rep = _run("bench_agora_theta.py", *flags, "--report")
     with open(table, newline="") as f:
         got = list(csv.DictReader(f))
-    assert len(got) == 11
+    assert len(got) == 5
     for method, mine in (("theta_loop", loop), ("enumeration", enum)):
         picked = [r for r in got if r["method"] == method and r["picked"] == "1"]
         assert len(picked) == 1

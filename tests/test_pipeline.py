@@ -151,3 +151,22 @@ def test_bad_pipeline_input_exits_2_with_one_paragraph(tmp_path, data_root, args
                            *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2 and words in out and "Traceback" not in out, out[-2000:]
+
+
+def test_the_report_checks_issue_20s_targets_on_the_table():
+    from bortlab.pipeline.report import markdown
+
+    def item(model, mean, ms):
+        return {"model": model, "mean": mean, "ci": (mean - 0.01, mean + 0.01), "seeds": 3, "tasks": {"glue/sst2": mean},
+                "kept_gain_mean": 0.5, "shape": (2, 8, 288, 1152), "latency": {"latency_fp32_8x128_ms": ms},
+                "exported": True}
+
+    items = [item("source", 0.80, 100.0), item("bortlab", 0.77, 20.0), item("width_cut", 0.78, 19.0),
+             item("every_other_layer", 0.79, 30.0)]
+    text = markdown(items)
+    # 0.77 / 0.80 = 96.25% >= 95%; 100 / 20 = 5x >= 4x; width_cut is faster (19 < 20) and better (0.78 > 0.77)
+    assert "bortlab keeps 96.2% of the source's mean score (target ≥ 95%): met" in text
+    assert "fp32_8x128: 5.00× faster than the source (target ≥ 4×): met; baselines both faster and better: width_cut" in text
+    assert "| 97.5% |" in text                                    # width_cut's share of the source's mean
+    slow = markdown([item("source", 0.80, 100.0), item("bortlab", 0.70, 50.0)])
+    assert "keeps 87.5%" in slow and "missed" in slow and "better: none" in slow

@@ -160,8 +160,8 @@ def markdown(items: list[dict]) -> str:
     tasks = sorted({t for it in items for t in it["tasks"]})
     source = next((it for it in items if it["model"] == "source"), None)
     lat_keys = sorted({k for it in items for k in it["latency"]})
-    head = ["model", "⟨D, A, H, I⟩", "exported", "mean score [95% CI]", *[t.split("/")[-1] for t in tasks], "kept gain",
-            *[f"speed-up {k.removeprefix('latency_').removesuffix('_ms')}" for k in lat_keys]]
+    head = ["model", "⟨D, A, H, I⟩", "exported", "mean score [95% CI]", "of source", *[t.split("/")[-1] for t in tasks],
+            "kept gain", *[f"speed-up {k.removeprefix('latency_').removesuffix('_ms')}" for k in lat_keys]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for it in items:
         speed = [f"{source['latency'][k] / it['latency'][k]:.2f}×" if source and k in it["latency"] and k in source["latency"]
@@ -169,5 +169,28 @@ def markdown(items: list[dict]) -> str:
         lines.append("| " + " | ".join([
             it["model"], "⟨" + ", ".join(map(str, it["shape"])) + "⟩", "yes" if it["exported"] else "no",
             f"{it['mean']:.4f} [{it['ci'][0]:.4f}, {it['ci'][1]:.4f}] (n={it['seeds']})",
+            f"{it['mean'] / source['mean']:.1%}" if source else "",
             *[f"{it['tasks'][t]:.4f}" for t in tasks], f"{it['kept_gain_mean']:.1%}", *speed]) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + [""] + target_lines(items)) + "\n"
+
+
+def target_lines(items: list[dict], chosen: str = "bortlab", keep: float = 0.95, speedup: float = 4.0) -> list[str]:
+    """Issue 20's targets, checked on the table: the chosen model keeps >= `keep` of the source's mean score,
+    is >= `speedup` times faster (each measured shape and precision), and no baseline is both faster (there)
+    and better on the mean score."""
+    by = {it["model"]: it for it in items}
+    if chosen not in by or "source" not in by:
+        return []
+    me, src = by[chosen], by["source"]
+    ratio = me["mean"] / src["mean"]
+    out = [f"- {chosen} keeps {ratio:.1%} of the source's mean score (target ≥ {keep:.0%}): "
+           f"{'met' if ratio >= keep else 'missed'}"]
+    for k in sorted(set(me["latency"]) & set(src["latency"])):
+        shape = k.removeprefix("latency_").removesuffix("_ms")
+        x = src["latency"][k] / me["latency"][k]
+        beats = [m for m, it in by.items() if m not in (chosen, "source") and k in it["latency"]
+                 and it["latency"][k] < me["latency"][k] and it["mean"] > me["mean"]]
+        out.append(f"- {shape}: {x:.2f}× faster than the source (target ≥ {speedup:g}×): "
+                   f"{'met' if x >= speedup else 'missed'}; baselines both faster and better: "
+                   f"{', '.join(beats) if beats else 'none'}")
+    return out

@@ -341,7 +341,27 @@ def report(args) -> None:
         for name, ci in s["pairs"].items():
             print(f"  {name}: {format_ci(*ci, scale=100)}")
         print("verdict: " + "; ".join(s["verdict"]))
+    for line in agora_dev_lines(arm_rows):
+        print(line)
     print(f"wrote {args.csv}")
+
+
+def agora_dev_lines(rows: list[dict]) -> list[str]:
+    """Agora's own dev score (H) at each round against the reported score, mean over seeds, for A2 and A3:
+    H is what Agora feeds from, so its score rises with the points made near it; the Θ loop ranks on it."""
+    out = []
+    for arm in ("A2", "A3"):
+        mine = [r for r in rows if r["arm"] == arm and r.get("rounds")]
+        if not mine:
+            continue
+        n = min(len(r["rounds"]) for r in mine)
+        h = [sum(r["rounds"][i]["agora_dev_score"] for r in mine) / len(mine) for i in range(n)]
+        steps = [mine[0]["rounds"][i]["step"] for i in range(n)]
+        dev = sum(r["dev_accuracy"] for r in mine) / len(mine)
+        out.append(f"{arm}: Agora-dev (H) accuracy at the rounds (steps {steps}): "
+                   f"{', '.join(f'{100 * x:.1f}' for x in h)}; reported accuracy at the end {100 * dev:.1f} "
+                   f"(mean of {len(mine)} seeds)")
+    return out
 
 
 # ---- command line ----------------------------------------------------------------------------------------

@@ -74,6 +74,9 @@ def test_bench_runs_resumes_and_reports(tmp_path, data_root):
     assert m.group(1) == best and float(m.group(2)) == pytest.approx(diff, abs=0.006)
     assert float(m.group(3)) == pytest.approx(diff, abs=0.006) == float(m.group(4))      # one seed: no spread
     assert "gate:" in rep.stdout and "verdict:" in rep.stdout
+    h = ", ".join(f"{100 * x['agora_dev_score']:.1f}" for x in by["A2"]["rounds"])
+    assert f"A2: Agora-dev (H) accuracy at the rounds (steps [2, 4, 6]): {h}; reported accuracy at the end " \
+           f"{100 * by['A2']['dev_accuracy']:.1f}" in rep.stdout
 
     # tuning: only A2, scored on a tune split drawn after H (data.tune_split), never on the official dev
     tune = ["--arms", "A2", "--", "data.tune_split=20", "data.tune_skip=20"]

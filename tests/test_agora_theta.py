@@ -101,3 +101,32 @@ def test_sweeper_without_callbacks_agora_says_so(tmp_path, train):
               expect=2, timeout=300)
     out = p.stdout + p.stderr
     assert "add callbacks=agora" in out and "Traceback" not in out
+
+
+def test_a_job_is_ranked_on_agoras_dev_or_on_its_own_tune_split(tmp_path):
+    """rank_on=agora_dev reads agora/summary.json; rank_on=run reads metrics.json, and a run that scored a tune
+    split reports no official figure."""
+    from hydra_plugins.bortlab_agora_sweeper.agora_sweeper import _read_job
+
+    job = tmp_path / "0"
+    (job / "agora").mkdir(parents=True)
+    (job / "agora" / "summary.json").write_text(json.dumps({"agora_dev_score": 0.91, "final_points": "p.jsonl"}))
+    (job / "metrics.json").write_text(json.dumps({"selection_metric": "val/accuracy", "dev_split": "tune",
+                                                  "dev": {"val/accuracy": 0.76, "val/loss": 0.5}}))
+    agora = _read_job(job, ["optim.lr=1e-4"], "agora_dev")
+    run = _read_job(job, ["optim.lr=1e-4"], "run")
+    assert (agora["score"], run["score"]) == (0.91, 0.76)
+    assert agora["reported"] is None and run["points"] == "p.jsonl"          # a tune split is not the official dev
+    (job / "metrics.json").write_text(json.dumps({"selection_metric": "val/accuracy", "dev_split": "dev",
+                                                  "dev": {"val/accuracy": 0.75}}))
+    assert _read_job(job, [], "agora_dev")["reported"] == 0.75
+    (job / "metrics.json").unlink()
+    assert _read_job(job, [], "run")["status"] == "failed"                   # nothing to rank it on
+
+
+@pytest.mark.parametrize("rank_on, words", [("run", "selects on the test"), ("official", "is not one of")])
+def test_ranking_on_the_official_dev_is_refused(tmp_path, train, rank_on, words):
+    p = train("-m", "hydra/sweeper=agora", f"hydra.sweeper.rank_on={rank_on}", "arch=tiny", "callbacks=agora",
+              "optim.lr=1e-4,1e-3", f"hydra.sweep.dir={tmp_path / 's'}", expect=2, timeout=300)
+    out = p.stdout + p.stderr
+    assert words in out and "Traceback" not in out

@@ -10,6 +10,14 @@ and feeds the best job's `agora/final.jsonl` to the next round. `agora_theta.yam
 rewritten after every round: the ranking, what was pruned and the best job, with its official dev score,
 which no decision used.
 
+What ranks the jobs (`hydra.sweeper.rank_on`): `agora_dev` (default, the paper's reading) is the final model's
+score on Agora's dev set. Agora makes its points next to that set's mistakes, so the score rises with them
+(on SST-2, arm A2 of docs/agora.md: 76.7 → 91.1 over three rounds, while the official dev stays at ~75) and it
+favours the θ that fit that neighbourhood best. `run` ranks on the run's own dev score (metrics.json). With
+`data.tune_split=N data.tune_skip=<|H|>` that is a development split disjoint from S and H, which Agora never
+reads: an honest ranking (the official dev is then not scored; score the chosen θ on it once, at the end). On
+the official dev it would select on the test, so the sweeper refuses that.
+
 A rerun with the same sweep dir resumes: a job dir there whose `.hydra/overrides.yaml` holds exactly the
 overrides a job would get, with its `agora/summary.json` and `metrics.json` written, is that job, finished,
 and is not launched again (jobs finished inside an interrupted batch count too). The overrides include θ, the
@@ -35,8 +43,8 @@ log = logging.getLogger(__name__)
 
 
 class AgoraSweeper(Sweeper):
-    def __init__(self, keep: float = 0.5, max_rounds: Optional[int] = None) -> None:
-        self.keep, self.max_rounds = float(keep), max_rounds
+    def __init__(self, keep: float = 0.5, max_rounds: Optional[int] = None, rank_on: str = "agora_dev") -> None:
+        self.keep, self.max_rounds, self.rank_on = float(keep), max_rounds, str(rank_on)
         self.hydra_context: Optional[HydraContext] = None
         self.config: Optional[DictConfig] = None
         self.launcher = None
@@ -78,7 +86,15 @@ class AgoraSweeper(Sweeper):
         from bortlab.agora.theta import Job, theta_loop
         from bortlab.config import SetupError
 
+        if self.rank_on not in RANK_ON:
+            raise SetupError(f"hydra.sweeper.rank_on={self.rank_on!r} is not one of {', '.join(RANK_ON)}: agora_dev "
+                             "ranks on Agora's own dev set, run on the run's dev score (with data.tune_split).")
         fixed, thetas = self._thetas(arguments)
+        if self.rank_on == "run" and not any(o.split("=", 1)[0].lstrip("+") == "data.tune_split" for o in fixed):
+            raise SetupError("hydra.sweeper.rank_on=run ranks the jobs on their dev score; without data.tune_split "
+                             "that is the official dev split, and ranking on it selects on the test. Add "
+                             "data.tune_split=<rows> data.tune_skip=<Agora's holdout size> (a development split "
+                             "disjoint from Agora's), or rank on Agora's dev set (rank_on=agora_dev).")
         if not any(o.lstrip("+").startswith("predict=") for o in fixed):
             fixed.append("++predict=false")     # Θ jobs are ranked on dev; predicting test took most of a job
         if OmegaConf.select(self.config, "agora", default=None) is None:
@@ -91,7 +107,7 @@ class AgoraSweeper(Sweeper):
         def quote(p: str) -> str:
             return "'" + p.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
-        done = _finished_jobs(sweep_dir)
+        done = _finished_jobs(sweep_dir, self.rank_on)
         if done:
             log.info("agora Θ loop: resuming in %s, %d finished jobs there", sweep_dir, len(done))
         # job numbers continue after the existing job dirs, so a resumed sweep never overwrites them
@@ -106,7 +122,7 @@ class AgoraSweeper(Sweeper):
             returns = self.launcher.launch([ov for _, ov in todo], initial_job_idx=self.job_idx)
             self.job_idx += len(returns)
             for (theta, ov), ret in zip(todo, returns):
-                line = _job_record(ov, ret)
+                line = _job_record(ov, ret, self.rank_on)
                 if line["status"] != "ok":
                     log.warning("agora Θ loop: job %s failed (%s)", theta, ret._return_value)
                 else:
@@ -138,28 +154,33 @@ class AgoraSweeper(Sweeper):
         return result
 
 
-def _job_record(overrides: List[str], ret) -> dict:
+RANK_ON = ("agora_dev", "run")
+
+
+def _job_record(overrides: List[str], ret, rank_on: str = "agora_dev") -> dict:
     """A launched job's result: status ok only with its agora/summary.json."""
     out = Path(ret.hydra_cfg.hydra.runtime.output_dir) if ret.hydra_cfg is not None else None
     if ret.status != JobStatus.COMPLETED or out is None:
         return {"overrides": overrides, "status": "failed", "dir": str(out)}
-    return _read_job(out, overrides)
+    return _read_job(out, overrides, rank_on)
 
 
-def _read_job(out: Path, overrides: List[str]) -> dict:
+def _read_job(out: Path, overrides: List[str], rank_on: str = "agora_dev") -> dict:
+    """score: what ranks the job (rank_on); reported: the run's dev score (the official dev, unless the run
+    scored a tune split instead: then None, since no official figure exists)."""
     summary, metrics = out / "agora" / "summary.json", out / "metrics.json"
-    if not summary.exists():
+    if not summary.exists() or (rank_on == "run" and not metrics.exists()):
         return {"overrides": overrides, "status": "failed", "dir": str(out)}
     s = json.loads(summary.read_text())
-    reported = None
-    if metrics.exists():
-        m = json.loads(metrics.read_text())
-        reported = m["dev"].get(m["selection_metric"])
-    return {"overrides": overrides, "status": "ok", "score": float(s["agora_dev_score"]),
-            "points": s.get("final_points"), "reported": reported, "dir": str(out)}
+    m = json.loads(metrics.read_text()) if metrics.exists() else None
+    run_score = m["dev"].get(m["selection_metric"]) if m else None
+    official = m is not None and m.get("dev_split", "dev") == "dev"
+    score = float(s["agora_dev_score"]) if rank_on == "agora_dev" else float(run_score)
+    return {"overrides": overrides, "status": "ok", "score": score, "agora_dev_score": float(s["agora_dev_score"]),
+            "points": s.get("final_points"), "reported": run_score if official else None, "dir": str(out)}
 
 
-def _finished_jobs(sweep_dir: Path) -> dict:
+def _finished_jobs(sweep_dir: Path, rank_on: str = "agora_dev") -> dict:
     """The finished jobs already in a sweep dir, keyed by their overrides (json): what a rerun need not launch."""
     import yaml
 
@@ -169,5 +190,5 @@ def _finished_jobs(sweep_dir: Path) -> dict:
         if not (ov_file.exists() and (d / "metrics.json").exists() and (d / "agora" / "summary.json").exists()):
             continue
         overrides = yaml.safe_load(ov_file.read_text()) or []
-        done[json.dumps(overrides)] = _read_job(d, overrides)
+        done[json.dumps(overrides)] = _read_job(d, overrides, rank_on)
     return done

@@ -11,6 +11,8 @@ class AgoraSweeperConf:
     _target_: str = "hydra_plugins.bortlab_agora_sweeper.agora_sweeper.AgoraSweeper"
     keep: float = 0.5                  # share of the ranked θ kept each round (0.5: successive halving)
     max_rounds: Optional[int] = None   # stop earlier than "until no θ remains"
+    rank_on: str = "agora_dev"        # agora_dev: Agora's own dev set | run: the run's dev score (honest with
+                                      # data.tune_split: Agora feeds from its dev set, whose score then rises)
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="agora", node=AgoraSweeperConf, provider="bortlab")

@@ -343,7 +343,47 @@ def report(args) -> None:
         print("verdict: " + "; ".join(s["verdict"]))
     for line in agora_dev_lines(arm_rows):
         print(line)
-    print(f"wrote {args.csv}")
+    png = plot_arms(arm_rows, s, labeller_acc, args.csv.with_suffix(".png"), scored)
+    print(f"wrote {args.csv} and {png}")
+
+
+ARM_NAMES = {"A0": "A0 S only", "A1": "A1 S ∪ H gold", "A2": "A2 Agora", "A3": "A3 random aug.", "A4": "A4 distillation"}
+
+
+def plot_arms(rows: list[dict], s: dict, labeller_acc, path: Path, scored: str) -> Path:
+    """Every seed's score per arm (lines join a seed's arms: the comparisons are paired), each arm's mean with
+    its bootstrap 95% CI, and the labeller's score."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from bortlab.files import write_atomic
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    arms = [a for a in ARMS if a in s["arms"]]
+    for seed in sorted({r["seed"] for r in rows}):
+        pts = [(arms.index(r["arm"]), 100 * r["dev_accuracy"]) for r in rows if r["seed"] == seed and r["arm"] in arms]
+        ax.plot(*zip(*sorted(pts)), "-o", color="0.75", lw=0.7, ms=3, zorder=1)
+    for x, a in enumerate(arms):
+        (mean, lo, hi), _ = s["arms"][a]
+        ax.errorbar(x, 100 * mean, yerr=[[100 * (mean - lo)], [100 * (hi - mean)]], fmt="s", color="tab:red",
+                    ms=7, capsize=5, zorder=2)
+    if labeller_acc is not None:
+        ax.axhline(100 * labeller_acc, ls="--", color="tab:blue", lw=1)
+        ax.text(-0.3, 100 * labeller_acc, f"labeller ({100 * labeller_acc:.1f})", va="bottom", ha="left",
+                color="tab:blue", fontsize=8)
+    ax.set_xticks(range(len(arms)), [ARM_NAMES[a] for a in arms], fontsize=8)
+    ax.set_ylabel(f"accuracy, {scored} (points)")
+    ax.set_title("SST-2, 500 labelled rows: every seed (grey), mean and 95% CI (red)", fontsize=9)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return write_atomic(path, buf.getvalue())
 
 
 def agora_dev_lines(rows: list[dict]) -> list[str]:

@@ -60,6 +60,7 @@ def test_bench_runs_resumes_and_reports(tmp_path, data_root):
     assert out.read_text().count("\n") == 6
 
     rep = _bench(*flags, "--report")
+    assert table.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(table, newline="") as f:
         got = list(csv.DictReader(f))
     assert list(got[0]) == ["arm", "seed", "dev_accuracy"]

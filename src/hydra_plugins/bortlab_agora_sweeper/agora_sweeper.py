@@ -12,7 +12,7 @@ which no decision used.
 
 What ranks the jobs (`hydra.sweeper.rank_on`): `agora_dev` (default, the paper's reading) is the final model's
 score on Agora's dev set. Agora makes its points next to that set's mistakes, so the score rises with them
-(on SST-2, arm A2 of docs/agora.md: 76.7 → 91.1 over three rounds, while the official dev stays at ~75) and it
+(on SST-2, arm A2 of docs/agora.md: 77.1 → 91.3 over three rounds, while its official dev ends at 75.5) and it
 favours the θ that fit that neighbourhood best. `run` ranks on the run's own dev score (metrics.json). With
 `data.tune_split=N data.tune_skip=<|H|>` that is a development split disjoint from S and H, which Agora never
 reads: an honest ranking (the official dev is then not scored; score the chosen θ on it once, at the end). On

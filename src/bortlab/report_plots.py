@@ -1,11 +1,14 @@
 """The plots of `python -m bortlab.report`: the objective and dev metrics by swept value, against cost, and
-the runs' learning curves, each returned as PNG bytes for the self-contained HTML page (matplotlib, Agg)."""
+the runs' learning curves, each returned as PNG bytes for the self-contained HTML page (matplotlib, Agg,
+imported only when a plot is drawn)."""
 from __future__ import annotations
 
 import io
 import math
 
-from bortlab.report import MAX_METRIC_PANELS, Run, _at, swept_keys
+from bortlab.report_runs import Run, metric_at, swept_keys
+
+MAX_METRIC_PANELS = 6
 
 
 def _float(v) -> float | None:
@@ -76,12 +79,12 @@ def plot_by_swept_value(runs: list[Run], key: str) -> bytes:
 
 def plot_cost(runs: list[Run]) -> bytes | None:
     """The objective against what the model costs: parameters and operations per 128-token forward pass."""
-    costs = [c for c in ("params.net", "ops_per_forward_128") if any(_float(_at(r.metrics, c)) for r in runs)]
+    costs = [c for c in ("params.net", "ops_per_forward_128") if any(_float(metric_at(r.metrics, c)) for r in runs)]
     if not costs:
         return None
     fig, axes = _grid(len(costs))
     for ax, name in zip(axes, costs):
-        pts = [(_float(_at(r.metrics, name)), _float(r.metrics.get("objective")), r.rel) for r in runs]
+        pts = [(_float(metric_at(r.metrics, name)), _float(r.metrics.get("objective")), r.rel) for r in runs]
         pts = [p for p in pts if p[0] and p[1] is not None]
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=22, alpha=0.7)
         if len(pts) <= 12:

@@ -216,7 +216,7 @@ def test_wandb_summary_run_is_written_offline(tmp_path):
 def test_theta_values_render_as_overrides_hydra_parses_back(value):
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from hydra_plugins.bortlab_fptas_sweeper.fptas_sweeper import render
+    from hydra_plugins.bortlab_fptas_sweeper.command_line import render
 
     assert OverridesParser.create().parse_override(f"optim.x={render(value)}").value() == value
 

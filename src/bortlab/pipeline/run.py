@@ -33,7 +33,7 @@ def _list(x) -> list:
 
 
 def _render(value) -> str:
-    from hydra_plugins.bortlab_fptas_sweeper.fptas_sweeper import render
+    from hydra_plugins.bortlab_fptas_sweeper.command_line import render
 
     return render(OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value)
 

@@ -42,7 +42,8 @@ ARCHS = [(1, 4, 192, 384), (1, 12, 384, 1536), (2, 6, 192, 768), (2, 8, 288, 115
 # MiniLM is far above the constant predictor on all three. But at proxy_finetune's 300 steps CoLA is MCC 0 for all
 # 11 candidates on seeds 0 and 1 (each predicts the majority class), so it ranks nothing; MRPC is no better (F1 0.799
 # < the constant 0.812 for <4,8,288,768>) and QNLI has no train split here. `--tasks glue/sst2 glue/stsb` runs and
-# reports the two tasks that rank candidates.
+# reports the two tasks that rank candidates; `glue/cola@800` would try CoLA at 800 steps (the full MiniLM reaches MCC
+# 0.271 at 804, docs/pipeline.md).
 TASKS = ["glue/sst2", "glue/stsb", "glue/cola"]
 
 
@@ -61,7 +62,9 @@ def overrides(job: dict, args) -> list[str]:
     common = [f"seed={job['seed']}", "trainer.enable_progress_bar=false"]
     if job["kind"] == "proxy":
         return ["experiment=proxy_kd", f"data.corpus={args.corpus}", *arch, *common]
-    return ["experiment=proxy_finetune", f"task={job['task']}", f"data.root={args.data}", *arch, *common]
+    task, _, steps = job["task"].partition("@")         # glue/cola@800: that task at 800 steps, not 300
+    budget = [f"trainer.max_steps={steps}"] if steps else []
+    return ["experiment=proxy_finetune", f"task={task}", f"data.root={args.data}", *arch, *common, *budget]
 
 
 def settings(args) -> dict:
@@ -236,12 +239,17 @@ def main() -> None:
     p.add_argument("--data", default=os.environ.get("BORTLAB_DATA") or str(REPO.parent / "shared" / "data"))
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "proxy.jsonl")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--tasks", nargs="+", default=TASKS, help="downstream tasks (the mean is over these)")
+    p.add_argument("--tasks", nargs="+", default=TASKS,
+                   help="downstream tasks (the mean is over these); TASK@STEPS fine-tunes that task for STEPS steps "
+                        "instead of proxy_finetune's 300 (e.g. glue/cola@800), and its rows are kept apart")
     p.add_argument("--jobs", type=int, default=2, help="jobs at a time (each gets --threads threads)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "bortlab-bench-proxy")
     p.add_argument("--report", action="store_true", help="write the validation table and figure from --out")
     args = p.parse_args()
+    bad = [t for t in args.tasks if "@" in t and not (t.partition("@")[2].isdigit() and int(t.partition("@")[2]) > 0)]
+    if bad:
+        die(f"--tasks {' '.join(bad)}: TASK@STEPS needs a whole number of steps >= 1 after the @, e.g. glue/cola@800.")
     if not Path(args.corpus).exists():
         die(f"no corpus at {args.corpus}; write one with "
             "`python -m bortlab.pretrain.make_corpus --data ../shared/data --out corpus.txt`")

@@ -85,7 +85,8 @@ def test_report_without_rows_and_a_missing_corpus_exit_2(tmp_path):
     corpus.write_text("text\n")
     for argv, words in ((["--corpus", str(tmp_path / "none.txt")], "no corpus at"),
                         (["--corpus", str(corpus), "--out", str(tmp_path / "empty.jsonl"), "--report"],
-                         "only 0 candidates")):
+                         "only 0 candidates"),
+                        (["--corpus", str(corpus), "--tasks", "glue/cola@many"], "TASK@STEPS needs a whole number")):
         p = subprocess.run([sys.executable, str(REPO / "bench" / "bench_proxy.py"), *argv], capture_output=True,
                            text=True, timeout=300)
         assert p.returncode == 2 and words in p.stderr and "Traceback" not in p.stderr, p.stderr[-2000:]
@@ -99,3 +100,18 @@ def test_run_train_reports_the_runs_own_error(tmp_path):
     with pytest.raises(JobFailed) as e:
         run_train(["task=glue/no_such_task", "arch=tiny"], tmp_path / "run", threads=1)
     assert "train.py" in str(e.value) and "exit 2" in str(e.value) and "no_such_task" in str(e.value).splitlines()[-1]
+
+
+def test_a_task_at_its_own_step_budget():
+    """TASK@STEPS: the task's jobs train that many steps; its rows are told apart from the 300-step ones."""
+    mod = _bench_module()
+
+    class Args:
+        corpus, data = "c.txt", "/data"
+
+    job = {"kind": "downstream", "arch": (2, 8, 288, 1152), "task": "glue/cola@800", "seed": 1}
+    argv = mod.overrides(job, Args)
+    assert "task=glue/cola" in argv and "trainer.max_steps=800" in argv and "experiment=proxy_finetune" in argv
+    plain = mod.overrides({**job, "task": "glue/cola"}, Args)
+    assert not any(a.startswith("trainer.max_steps=") for a in plain)
+    assert mod.key(job) != mod.key({**job, "task": "glue/cola"})

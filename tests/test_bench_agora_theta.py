@@ -59,6 +59,20 @@ def test_theta_bench_runs_both_methods_resumes_and_reports(tmp_path, data_root):
         assert float(picked[0]["agora_dev_score"]) == pytest.approx(max(r["agora_dev_score"] for r in mine), abs=1e-6)
     assert "Θ loop − enumeration" in rep.stdout
 
+    # ranked on D, a tune split Agora never reads; each pick then trained again and scored once on the official dev
+    _run("bench_agora_theta.py", *flags, "--rank-on", "run")
+    rows = [json.loads(x) for x in out.read_text().splitlines()][5:]
+    jobs = [r for r in rows if not r.get("final")]
+    assert len(jobs) == 5 and all(r["dev_accuracy"] is None for r in jobs)          # no official score on jobs
+    assert all("data.tune_split=20" in r["overrides"] for r in jobs)
+    finals = {r["method"]: r for r in rows if r.get("final")}
+    assert set(finals) == {"theta_loop", "enumeration"} and all(0 <= r["dev_accuracy"] <= 1 for r in finals.values())
+    for m in finals:                    # the pick: the best score on D, computed here from the rows
+        best = max((r for r in jobs if r["method"] == m), key=lambda r: r["rank_score"])
+        assert finals[m]["theta"] == best["theta"]
+    rep = _run("bench_agora_theta.py", *flags, "--rank-on", "run", "--report")
+    assert "its D (tune split)" in rep.stdout and f"{100 * finals['theta_loop']['dev_accuracy']:.2f}" in rep.stdout
+
 
 def test_bad_theta_is_one_paragraph_and_exit_2(data_root):
     p = _run("bench_agora_theta.py", "--data", str(data_root), "--theta-lr", "1e-4", "fast", expect=2)

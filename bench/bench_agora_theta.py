@@ -263,7 +263,8 @@ def main(argv=None) -> None:
     p.add_argument("--theta-k", dest="k", nargs="+", default=["4", "8"])
     p.add_argument("--enum-seeds", type=int, nargs="+", default=[0, 1], help="training seeds per θ (enumeration)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "agora_theta.jsonl")
-    p.add_argument("--csv", type=Path, default=REPO / "docs" / "figures" / "agora_theta.csv")
+    p.add_argument("--csv", type=Path, default=None,
+                   help="default docs/figures/agora_theta.csv (agora_theta_run.csv with --rank-on run)")
     p.add_argument("--dir", type=Path, default=REPO / "outputs" / "agora_theta", help="the jobs' run dirs")
     p.add_argument("--jobs", type=int, default=2, help="1: the methods one after the other; 2: side by side")
     p.add_argument("--threads", type=int, default=1)
@@ -288,6 +289,9 @@ def main(argv=None) -> None:
     ctl = controls()
     cargs = ctl.parse_args([*controls_flags, "--seeds", str(args.seed), *rest])
     args.dir = args.dir.absolute()
+    if args.csv is None:
+        suffix = "" if args.rank_on == "agora_dev" else f"_{args.rank_on}"
+        args.csv = REPO / "docs" / "figures" / f"agora_theta{suffix}.csv"
     report(args, ctl, cargs) if args.report else run_all(args, ctl, cargs)
 
 

@@ -82,7 +82,7 @@ def test_the_documented_pipeline_runs_at_a_tiny_budget(tmp_path, data_root):
             "search.space={depth:[1,2],heads:[6],hidden:[192],intermediate:[384],head_dim:32,source:minilm}",
             "search.replicates={seed:[0]}", "search.overrides=['hydra.sweeper.steps=2','hydra.sweeper.refine=0',"
             "'data.batch_size=4','data.heldout_max_blocks=2']",
-            "distil.steps=2", "finetune.max_steps=2", "finetune.overrides=['trainer.limit_val_batches=2']",
+            "distil.steps=8", "finetune.max_steps=2", "finetune.overrides=['trainer.limit_val_batches=2']",
             "latency.repeats=1", "latency.shapes=[[1,16]]", "latency.precisions=[fp32]", "jobs=2"]
     mine = {a.split("=", 1)[0] for a in tiny}
     # the documented command, its search.arch dropped (the search runs), budget keys replaced by the tiny ones
@@ -104,6 +104,8 @@ def test_the_documented_pipeline_runs_at_a_tiny_budget(tmp_path, data_root):
     mine = next(r for r in table if r["model"] == "bortlab")
     assert (int(mine["depth"]), int(mine["heads"]), int(mine["hidden"]), int(mine["intermediate"])) == chosen
     assert all(0.0 <= float(r["score"]) <= 1.0 and float(r["latency_fp32_1x16_ms"]) > 0 for r in table)
+    # distil.steps is the budget even where the tiny corpus ends first (its 3 epochs are fewer than 8 steps)
+    assert json.loads(next(out.glob("distil/bortlab-*/metrics.json")).read_text())["steps"] == 8
     exported = next(out.glob("export/bortlab/glue-rte/seed0-*"))
     assert (exported / "model.onnx").exists() and json.loads((exported / "config.json").read_text())["num_hidden_layers"] == chosen[0]
     assert (out / "bort_small.md").read_text().count("\n| ") == 3 and (out / "bort_small_frontier.png").stat().st_size > 0

@@ -85,10 +85,9 @@ def settings(args, ctl, cargs) -> dict:
 
 
 def read_rows(path: Path, want: dict) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    return [r for r in rows if r.get("settings") == want]
+    from bortlab.agora.rows import read_jsonl
+
+    return [r for r in (read_jsonl(path) if path.exists() else []) if r.get("settings") == want]
 
 
 def shown(path: str) -> str:

@@ -85,3 +85,61 @@ def test_bf16_mixed_training_on_cpu_tracks_fp32(tmp_path, compose, data_root):
     fp32, bf16 = curves["32-true"], curves["bf16-mixed"]
     assert len(fp32) == len(bf16) == 12
     assert max(abs(a - b) for a, b in zip(fp32, bf16)) < 0.03 and fp32 != bf16
+
+
+def _proc_cpu_flags() -> set[str]:
+    # read here, not through bortlab: the check is against the kernel's own list of CPU features
+    from pathlib import Path
+
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return next((set(line.split(":", 1)[1].split()) for line in text.splitlines() if line.startswith("flags")), set())
+
+
+def test_trainer_precision_auto_is_bf16_only_where_the_cpu_has_it():
+    from bortlab.training import training_precision
+
+    flags = _proc_cpu_flags()
+    if not flags:
+        pytest.skip("no /proc/cpuinfo flags on this system")
+    native = bool(flags & {"avx512_bf16", "amx_bf16"})
+    assert training_precision({"precision": "auto", "accelerator": "cpu"})["precision"] == \
+        ("bf16-mixed" if native else "32-true")
+    # what the user set explicitly is kept, whatever the CPU
+    for p in ("32-true", "bf16-mixed", "16-mixed"):
+        assert training_precision({"precision": p, "accelerator": "cpu"})["precision"] == p
+
+
+def test_explicit_bf16_on_a_cpu_without_it_warns_once(monkeypatch, caplog):
+    import logging
+
+    import bortlab.models.precision as prec
+    from bortlab.training import training_precision
+
+    monkeypatch.setattr(prec, "native_bf16", lambda device="cpu": False)
+    monkeypatch.setattr(prec, "_warned", set())
+    with caplog.at_level(logging.WARNING):
+        training_precision({"precision": "bf16-mixed", "accelerator": "cpu"})
+        training_precision({"precision": "bf16-mixed", "accelerator": "cpu"})
+        training_precision({"precision": "32-true", "accelerator": "cpu"})
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "trainer.precision=bf16-mixed" in warnings[0] and "32-true" in warnings[0]
+    monkeypatch.setattr(prec, "native_bf16", lambda device="cpu": True)
+    caplog.clear()
+    training_precision({"precision": "bf16-true", "accelerator": "cpu"})
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_a_run_with_trainer_precision_auto_trains_in_the_resolved_precision(tmp_path, compose, data_root):
+    import json
+
+    from bortlab.run import run
+
+    out = tmp_path / "auto"
+    run(compose(["arch=tiny", "task=glue/sst2", f"data.root={data_root}", "trainer.max_steps=2", "data.batch_size=8",
+                 "task.max_length=32", "trainer.limit_val_batches=1", "trainer.precision=auto", "logger=none",
+                 "trainer.enable_progress_bar=false", "predict=false", f"+output_dir={out}"]))
+    flags = _proc_cpu_flags()
+    if not flags:
+        pytest.skip("no /proc/cpuinfo flags on this system")
+    resolved = "bf16-mixed" if flags & {"avx512_bf16", "amx_bf16"} else "32-true"
+    assert json.loads((out / "metrics.json").read_text())["trainer_precision"] == resolved

@@ -75,10 +75,11 @@ class Stage:
 
         from bortlab.distributed import Workers, processes_to_start
         from bortlab.tracking import build_callbacks, build_logger
-        from bortlab.training import AtomicCheckpointIO
+        from bortlab.training import AtomicCheckpointIO, training_precision
 
         kw = OmegaConf.to_container(self.cfg.trainer, resolve=True)
         kw.update(trainer_overrides)
+        training_precision(kw)          # precision=auto: bf16-mixed only where the hardware has bf16
         if shards_itself:
             kw.setdefault("use_distributed_sampler", False)
         workers = processes_to_start(kw)
@@ -114,6 +115,8 @@ class Stage:
 
         if not is_rank_zero():
             return
+        if self._trainer is not None:       # what it trained in, after trainer.precision=auto was resolved
+            result = {**result, "trainer_precision": str(self._trainer.precision)}
         write_json_atomic(self.out / "metrics.json", result)
         if self._trainer is not None and self._trainer.loggers:
             for lg in self._trainer.loggers:

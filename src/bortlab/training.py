@@ -9,6 +9,29 @@ from lightning.pytorch import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 
+log = logging.getLogger(__name__)
+BF16_PRECISIONS = ("bf16", "bf16-mixed", "bf16-true")   # Lightning's spellings of bf16 training
+
+
+def training_precision(kw: dict) -> dict:
+    """Resolve `trainer.precision=auto` in the Trainer's arguments `kw` (in place; returned): bf16-mixed where
+    the device computes bf16 natively (CUDA with bf16, a CPU with AVX512-BF16/AMX), else 32-true, because
+    emulated bf16 trains many times slower than fp32. An explicit bf16 on such a CPU is kept, with a warning."""
+    import torch
+
+    from bortlab.models.precision import cpu_name, native_bf16, warn_emulated_bf16
+
+    precision = str(kw.get("precision", "32-true"))
+    accelerator = str(kw.get("accelerator", "auto"))
+    device = "cuda" if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()) else "cpu"
+    if precision == "auto":
+        kw["precision"] = "bf16-mixed" if native_bf16(device) else "32-true"
+        log.info("trainer.precision=auto: %s (%s)", kw["precision"],
+                 "CUDA" if device == "cuda" else cpu_name())
+    elif precision in BF16_PRECISIONS and device == "cpu":
+        warn_emulated_bf16(f"trainer.precision={precision}")
+    return kw
+
 
 def route_lightning_logs() -> None:
     """Lightning puts a stderr handler on its own loggers at import; under Hydra, which already logs to the

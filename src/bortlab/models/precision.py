@@ -13,12 +13,23 @@
   it is faster than bf16 depends on the CPU (docs/benchmarks.md has this machine's figures).
 
 Both keep bortlab's unpadding: only the Linears' weights change.
+
+bf16 is fast only where the hardware computes in it (`native_bf16`): on a CPU without AVX512-BF16 or AMX
+(e.g. AMD Zen 2/3, most Intel before Cooper Lake) every bf16 matmul is emulated, and bf16 inference and
+bf16-mixed training are *slower* than fp32 (14x slower to train MiniLM on an AVX2 EPYC, docs/benchmarks.md).
+`trainer.precision=auto` (`training_precision`) picks bf16-mixed only where it is native.
 """
 from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
 
 import torch
 
 from bortlab.config import SetupError
+
+log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "int8")
 INT8_KEEP = ("ffn_out",)   # Linears left in fp32 by int8: the FFN output projection (outlier inputs)
@@ -30,6 +41,48 @@ def check_precision(precision: str, key: str = "precision") -> str:
         raise SetupError(f"{key}={precision!r} is not one of {', '.join(PRECISIONS)}: fp32 (as trained), bf16 "
                          "(fast on CPUs with AVX512-BF16/AMX, faithful), int8 (torchao, 4x smaller layers).")
     return p
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (Linux); empty where there is none."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+@functools.lru_cache(maxsize=None)
+def native_bf16(device: str = "cpu") -> bool:
+    """Whether `device` computes bf16 matmuls in hardware: CUDA with bf16 support, or a CPU with AVX512-BF16 or
+    AMX (what oneDNN's bf16 kernels need; without them PyTorch converts and computes in fp32, slower than fp32)."""
+    if str(device).startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    probes = [getattr(torch.cpu, n, None) for n in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(callable(f) for f in probes):
+        return any(f() for f in probes)
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_name() -> str:
+    """A short name of this CPU's widest vector unit, for messages and benchmark records."""
+    return f"{torch.backends.cpu.get_cpu_capability()}{', native bf16' if native_bf16() else ', no native bf16'}"
+
+
+_warned: set[str] = set()
+
+
+def warn_emulated_bf16(what: str) -> None:
+    """Say once per process that `what` asks for bf16 where the CPU only emulates it."""
+    if what in _warned or native_bf16():
+        return
+    _warned.add(what)
+    log.warning("%s on a CPU without native bf16 (%s: no AVX512-BF16, no AMX): bf16 is emulated here and runs "
+                "slower than fp32 (bf16-mixed training of MiniLM measured 14x slower on an AVX2 EPYC; "
+                "docs/benchmarks.md). It still computes the same numbers; for speed use fp32 here "
+                "(trainer.precision=32-true, or trainer.precision=auto to choose by hardware).", what, cpu_name())
 
 
 def _torchao():
@@ -46,6 +99,8 @@ def apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
     precision = check_precision(precision)
     model.eval()
     if precision == "bf16":
+        if all(t.device.type == "cpu" for t in model.parameters()):
+            warn_emulated_bf16("precision=bf16")
         model.to(torch.bfloat16)
     elif precision == "int8":
         quantize_, config = _torchao()

@@ -102,6 +102,9 @@ def test_trainer_precision_auto_is_bf16_only_where_the_cpu_has_it():
     if not flags:
         pytest.skip("no /proc/cpuinfo flags on this system")
     native = bool(flags & {"avx512_bf16", "amx_bf16"})
+    from bortlab.models.precision import native_bf16, native_int8
+
+    assert native_bf16() == native and native_int8() == bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
     assert training_precision({"precision": "auto", "accelerator": "cpu"})["precision"] == \
         ("bf16-mixed" if native else "32-true")
     # what the user set explicitly is kept, whatever the CPU
@@ -123,6 +126,11 @@ def test_explicit_bf16_on_a_cpu_without_it_warns_once(monkeypatch, caplog):
         training_precision({"precision": "32-true", "accelerator": "cpu"})
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "trainer.precision=bf16-mixed" in warnings[0] and "32-true" in warnings[0]
+    caplog.clear()
+    monkeypatch.setattr(prec, "native_int8", lambda: False)
+    with caplog.at_level(logging.WARNING):
+        prec.warn_if_emulated("int8", "precision=int8")
+    assert "VNNI" in caplog.text and "precision=fp32" in caplog.text
     monkeypatch.setattr(prec, "native_bf16", lambda device="cpu": True)
     caplog.clear()
     training_precision({"precision": "bf16-true", "accelerator": "cpu"})

@@ -19,7 +19,7 @@ def training_precision(kw: dict) -> dict:
     emulated bf16 trains many times slower than fp32. An explicit bf16 on such a CPU is kept, with a warning."""
     import torch
 
-    from bortlab.models.precision import cpu_name, native_bf16, warn_emulated_bf16
+    from bortlab.models.precision import cpu_name, native_bf16, warn_if_emulated
 
     precision = str(kw.get("precision", "32-true"))
     accelerator = str(kw.get("accelerator", "auto"))
@@ -29,7 +29,7 @@ def training_precision(kw: dict) -> dict:
         log.info("trainer.precision=auto: %s (%s)", kw["precision"],
                  "CUDA" if device == "cuda" else cpu_name())
     elif precision in BF16_PRECISIONS and device == "cpu":
-        warn_emulated_bf16(f"trainer.precision={precision}")
+        warn_if_emulated("bf16", f"trainer.precision={precision}")
     return kw
 
 

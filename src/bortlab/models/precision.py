@@ -16,8 +16,9 @@ Both keep bortlab's unpadding: only the Linears' weights change.
 
 bf16 is fast only where the hardware computes in it (`native_bf16`): on a CPU without AVX512-BF16 or AMX
 (e.g. AMD Zen 2/3, most Intel before Cooper Lake) every bf16 matmul is emulated, and bf16 inference and
-bf16-mixed training are *slower* than fp32 (14x slower to train MiniLM on an AVX2 EPYC, docs/benchmarks.md).
-`trainer.precision=auto` (`training_precision`) picks bf16-mixed only where it is native.
+bf16-mixed training are *slower* than fp32 (7x and 18x on an AVX2 EPYC, docs/benchmarks.md).
+Likewise int8 needs VNNI (`native_int8`): torchao's int8 matmuls were 15x slower than fp32 on that CPU.
+`trainer.precision=auto` (`bortlab.training.training_precision`) picks bf16-mixed only where it is native.
 """
 from __future__ import annotations
 
@@ -66,23 +67,37 @@ def native_bf16(device: str = "cpu") -> bool:
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
+@functools.lru_cache(maxsize=None)
+def native_int8() -> bool:
+    """Whether this CPU has int8 dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX-INT8), which torchao's
+    int8 matmuls need to be fast; without them they are far slower than fp32."""
+    probe = getattr(torch.cpu, "_is_avx512_vnni_supported", None)
+    return bool((callable(probe) and probe()) or cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
 def cpu_name() -> str:
-    """A short name of this CPU's widest vector unit, for messages and benchmark records."""
-    return f"{torch.backends.cpu.get_cpu_capability()}{', native bf16' if native_bf16() else ', no native bf16'}"
+    """This CPU's widest vector unit and its low-precision support, for messages and benchmark records."""
+    return (f"{torch.backends.cpu.get_cpu_capability()}, {'native' if native_bf16() else 'no native'} bf16, "
+            f"{'with' if native_int8() else 'no'} VNNI")
 
 
+# measured on a 2-core AVX2 EPYC without either (docs/benchmarks.md, "CPUs without native bf16 or int8")
+_SLOW = {"bf16": ("native_bf16", "AVX512-BF16 or AMX", "bf16-mixed training of MiniLM 18x slower than fp32, "
+                  "bf16 inference 7x slower"),
+         "int8": ("native_int8", "AVX512-VNNI, AVX-VNNI or AMX", "torchao int8 inference of MiniLM 15x slower than fp32")}
 _warned: set[str] = set()
 
 
-def warn_emulated_bf16(what: str) -> None:
-    """Say once per process that `what` asks for bf16 where the CPU only emulates it."""
-    if what in _warned or native_bf16():
+def warn_if_emulated(kind: str, what: str) -> None:
+    """Say once per process that `what` asks for `kind` (bf16 | int8) on a CPU that lacks the instructions."""
+    probe, needs, measured = _SLOW[kind]
+    if what in _warned or globals()[probe]():      # looked up by name: tests stand in for the CPU
         return
     _warned.add(what)
-    log.warning("%s on a CPU without native bf16 (%s: no AVX512-BF16, no AMX): bf16 is emulated here and runs "
-                "slower than fp32 (bf16-mixed training of MiniLM measured 14x slower on an AVX2 EPYC; "
-                "docs/benchmarks.md). It still computes the same numbers; for speed use fp32 here "
-                "(trainer.precision=32-true, or trainer.precision=auto to choose by hardware).", what, cpu_name())
+    log.warning("%s on a CPU without %s (%s): %s is emulated here and runs slower than fp32 (measured on an AVX2 "
+                "EPYC: %s). The numbers are as faithful as anywhere, only slow; for speed on this CPU use fp32 "
+                "(precision=fp32; for training trainer.precision=32-true, or trainer.precision=auto to choose by "
+                "hardware).", what, needs, cpu_name(), kind, measured)
 
 
 def _torchao():
@@ -100,9 +115,10 @@ def apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
     model.eval()
     if precision == "bf16":
         if all(t.device.type == "cpu" for t in model.parameters()):
-            warn_emulated_bf16("precision=bf16")
+            warn_if_emulated("bf16", "precision=bf16")
         model.to(torch.bfloat16)
     elif precision == "int8":
+        warn_if_emulated("int8", "precision=int8")
         quantize_, config = _torchao()
         # the Transformer layers only: that is where the FLOPs are, and where per-token scales are faithful
         quantize_(model, config(), filter_fn=lambda m, name: isinstance(m, torch.nn.Linear)

@@ -95,6 +95,9 @@ def test_the_documented_pipeline_runs_at_a_tiny_budget(tmp_path, data_root):
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "search: 1 of 1 already done" in proc.stdout + proc.stderr      # until=search's result is reused
+    # the fine-tunes that need no distillation (source, same_shape_no_distil) ran beside the distillation
+    assert "distillation and independent fine-tuning: [3/3]" in proc.stdout + proc.stderr
+    assert "fine-tuning: 2 of 3 already done" in proc.stdout + proc.stderr
     res = yaml.safe_load(next(out.glob("search-*/optimization_results.yaml")).read_text())
     # the default pick: the lowest proxy error among the candidates with >= 4x fewer operations than MiniLM
     assert res["min_speedup"] == 4 and res["best_at_speedup"]["i"] <= res["maximum_point"]["i"] / 4
@@ -172,3 +175,27 @@ def test_the_report_checks_issue_20s_targets_on_the_table():
     assert "| 97.5% |" in text                                    # width_cut's share of the source's mean
     slow = markdown([item("source", 0.80, 100.0), item("bortlab", 0.70, 50.0)])
     assert "keeps 87.5%" in slow and "missed" in slow and "better: none" in slow
+
+
+def test_a_task_the_source_did_not_learn_is_named_not_counted():
+    # MRPC's constant F1 is 0.8122: a source stuck there has no gain to keep, and every student "keeps 100%" of
+    # nothing; the report must say so instead of declaring the target met
+    from bortlab.pipeline.report import markdown, summary
+
+    def row(model, task, seed, score):
+        return {"model": model, "task": task, "seed": seed, "score": score, "depth": 2, "heads": 9, "hidden": 288,
+                "intermediate": 1152, "exported": True, "latency_fp32_8x128_ms": 100.0 if model == "source" else 20.0}
+
+    constants = {"glue/mrpc": 0.8122, "glue/sst2": 0.5092}
+    flat = [row(m, "glue/mrpc", s, 0.8122) for m in ("source", "bortlab") for s in (0, 1, 2)]
+    text = markdown(summary(flat, {"glue/mrpc": 0.8122}))
+    assert "target ≥ 95%): not judged" in text and "not above the constant predictor on glue/mrpc" in text
+    assert "| n/a |" in text and "nan" not in text
+    # one learnt task (SST-2: source 0.85, student 0.80 -> kept gain (0.80-0.5092)/(0.85-0.5092) = 85.3%) is judged
+    mixed = flat + [row("source", "glue/sst2", s, 0.85) for s in (0, 1, 2)] + \
+        [row("bortlab", "glue/sst2", s, 0.80) for s in (0, 1, 2)]
+    items = summary(mixed, constants)
+    mine = next(it for it in items if it["model"] == "bortlab")
+    assert mine["kept_gain"] == {"glue/sst2": pytest.approx((0.80 - 0.5092) / (0.85 - 0.5092))}
+    text = markdown(items)
+    assert "(target ≥ 95%): met" in text and "not above the constant predictor on glue/mrpc (0.8122 vs 0.8122)" in text

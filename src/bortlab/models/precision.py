@@ -94,7 +94,7 @@ def warn_if_emulated(kind: str, what: str) -> None:
     if what in _warned or globals()[probe]():      # looked up by name: tests stand in for the CPU
         return
     _warned.add(what)
-    log.warning("%s on a CPU without %s (%s): %s is emulated here and runs slower than fp32 (measured on an AVX2 "
+    log.warning("%s on a CPU without %s (%s): %s has no fast kernels here and runs slower than fp32 (measured on an AVX2 "
                 "EPYC: %s). The numbers are as faithful as anywhere, only slow; for speed on this CPU use fp32 "
                 "(precision=fp32; for training trainer.precision=32-true, or trainer.precision=auto to choose by "
                 "hardware).", what, needs, cpu_name(), kind, measured)

@@ -123,10 +123,12 @@ def summary(rows: list[dict], constants: dict[str, float]) -> list[dict]:
         mean, low, high = bootstrap_mean_ci(per_seed)
         item = {"model": model, "seeds": len(complete), "mean": mean, "ci": (low, high),
                 "tasks": {t: statistics.mean(by[model, t, s] for s in complete) for t in tasks}}
-        gains = [(item["tasks"][t] - constants[t]) / (source[t] - constants[t])
-                 for t in tasks if t in source and source[t] != constants[t]]
-        item["kept_gain"] = {t: g for t, g in zip([t for t in tasks if t in source and source[t] != constants[t]], gains)}
-        item["kept_gain_mean"] = statistics.mean(gains) if gains else float("nan")
+        # kept gain is defined only where the source beats the constant predictor; elsewhere it is 0/0 or
+        # negative/negative, and a task where the source learnt nothing says nothing about what a student keeps
+        learnt = [t for t in tasks if t in source and source[t] > constants[t]]
+        item["kept_gain"] = {t: (item["tasks"][t] - constants[t]) / (source[t] - constants[t]) for t in learnt}
+        item["kept_gain_mean"] = statistics.mean(item["kept_gain"].values()) if learnt else float("nan")
+        item["flat_tasks"] = {t: (source[t], constants[t]) for t in tasks if t in source and t not in learnt}
         first = next(r for r in rows if r["model"] == model)
         item["shape"] = (first["depth"], first["heads"], first["hidden"], first["intermediate"])
         item["latency"] = {k: v for k, v in first.items() if k.startswith("latency_")}
@@ -170,7 +172,8 @@ def markdown(items: list[dict]) -> str:
             it["model"], "⟨" + ", ".join(map(str, it["shape"])) + "⟩", "yes" if it["exported"] else "no",
             f"{it['mean']:.4f} [{it['ci'][0]:.4f}, {it['ci'][1]:.4f}] (n={it['seeds']})",
             f"{it['mean'] / source['mean']:.1%}" if source else "",
-            *[f"{it['tasks'][t]:.4f}" for t in tasks], f"{it['kept_gain_mean']:.1%}", *speed]) + " |")
+            *[f"{it['tasks'][t]:.4f}" for t in tasks],
+            f"{it['kept_gain_mean']:.1%}" if it["kept_gain_mean"] == it["kept_gain_mean"] else "n/a", *speed]) + " |")
     return "\n".join(lines + [""] + target_lines(items)) + "\n"
 
 
@@ -183,8 +186,13 @@ def target_lines(items: list[dict], chosen: str = "bortlab", keep: float = 0.95,
         return []
     me, src = by[chosen], by["source"]
     ratio = me["mean"] / src["mean"]
-    out = [f"- {chosen} keeps {ratio:.1%} of the source's mean score (target ≥ {keep:.0%}): "
-           f"{'met' if ratio >= keep else 'missed'}"]
+    flat = src.get("flat_tasks") or {}
+    verdict = "not judged" if flat and len(flat) == len(src["tasks"]) else ("met" if ratio >= keep else "missed")
+    out = [f"- {chosen} keeps {ratio:.1%} of the source's mean score (target ≥ {keep:.0%}): {verdict}"]
+    if flat:
+        out.append("- the source is not above the constant predictor on " + ", ".join(
+            f"{t} ({s:.4f} vs {c:.4f})" for t, (s, c) in flat.items()) + ": it learnt nothing there, so those "
+            "scores cannot show what a smaller model keeps (train the source longer, or leave the task out)")
     for k in sorted(set(me["latency"]) & set(src["latency"])):
         shape = k.removeprefix("latency_").removesuffix("_ms")
         x = src["latency"][k] / me["latency"][k]

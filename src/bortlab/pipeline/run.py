@@ -181,16 +181,26 @@ def run_pipeline(cfg: DictConfig) -> Path:
         log.info("model %-22s %s init=%s distil=%s  (%s)", spec.name, spec.shape, spec.init, spec.distil, spec.notes)
 
     distil = {s.name: distil_job(cfg, s, root) for s in specs if s.distil and _needs_distil(cfg)}
-    run_jobs(list(distil.values()), cfg.jobs, cfg.threads, what="distillation")
-    if _stops_after("distil", until, []):
-        return root
-
     steps = {t: finetune_steps(cfg, t) for t in _list(cfg.tasks)}
     finetune = [(s, t, seed, finetune_job(cfg, s, t, seed, steps[t], distil.get(s.name), root))
                 for seed in _list(cfg.seeds) for t in _list(cfg.tasks) for s in specs]   # whole seeds first
+    # fine-tunes that need no distilled weights (the source, the no-distil baseline) queue behind the
+    # distillations in one pool: a core freed by a finished distillation goes on with them instead of idling
+    # while the last distillation runs alone
+    independent = [j for s, *_, j in finetune if s.name not in distil] if until != "distil" else []
     failed = []
     try:
-        run_jobs([j for *_, j in finetune], cfg.jobs, cfg.threads, what="fine-tuning")
+        run_jobs([*distil.values(), *independent], cfg.jobs, cfg.threads, what="distillation and independent fine-tuning")
+    except JobFailed as e:
+        if not all(j.finished() for j in distil.values()):
+            raise                   # every distilled model's fine-tunes need it: fix and rerun
+        failed.append(str(e))       # a fine-tune failed: the others go on, the rerun retries it
+    if _stops_after("distil", until, failed):
+        return root
+
+    tried = {j.name for j in independent if not j.finished()}      # failed above: retried by a rerun, not now
+    try:
+        run_jobs([j for *_, j in finetune if j.name not in tried], cfg.jobs, cfg.threads, what="fine-tuning")
     except JobFailed as e:      # report what finished; the rerun retries the rest
         failed.append(str(e))
     if _stops_after("finetune", until, failed):

@@ -199,3 +199,18 @@ def test_a_task_the_source_did_not_learn_is_named_not_counted():
     assert mine["kept_gain"] == {"glue/sst2": pytest.approx((0.80 - 0.5092) / (0.85 - 0.5092))}
     text = markdown(items)
     assert "(target ≥ 95%): met" in text and "not above the constant predictor on glue/mrpc (0.8122 vs 0.8122)" in text
+
+
+def test_latency_measured_on_another_machine_is_not_reused(tmp_path, monkeypatch):
+    # latency is a property of the CPU as much as of the model: the same out/ on another box is measured again
+    import bortlab.pipeline.report as report
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"latency": {"precisions": ["fp32"], "shapes": [[1, 16]], "threads": 1, "repeats": 1}})
+    settings = {"models": {}, "precisions": ["fp32"], "shapes": [[1, 16]], "threads": 1, "repeats": 1,
+                "machine": report.machine()}
+    rows = [{"key": ["source", "fp32", 1, 16], "ms": 3.0}]
+    (tmp_path / "latency.json").write_text(json.dumps({"settings": settings, "rows": rows}))
+    assert report.measure_latency(cfg, [], [], {}, tmp_path) == {("source", "fp32", 1, 16): 3.0}
+    monkeypatch.setattr(report, "machine", lambda: "Some Other CPU (AVX512, native bf16, with VNNI), torch 2.13.0")
+    assert report.measure_latency(cfg, [], [], {}, tmp_path) == {}      # not the cached figures: nothing to measure

@@ -75,6 +75,19 @@ def native_int8() -> bool:
     return bool((callable(probe) and probe()) or cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (e.g. "AMD EPYC"), or the platform's answer elsewhere."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def cpu_name() -> str:
     """This CPU's widest vector unit and its low-precision support, for messages and benchmark records."""
     return (f"{torch.backends.cpu.get_cpu_capability()}, {'native' if native_bf16() else 'no native'} bf16, "

@@ -31,6 +31,15 @@ def _model_path(spec, finetune, exports) -> Path | None:
     return None
 
 
+def machine() -> str:
+    """What latency was measured on: the CPU, its bf16/int8 support, the torch build."""
+    import torch
+
+    from bortlab.models.precision import cpu_model, cpu_name
+
+    return f"{cpu_model()} ({cpu_name()}), torch {torch.__version__}"
+
+
 def measure_latency(cfg, specs, finetune, exports, root: Path) -> dict:
     """{(model, precision, batch, length): median ms}; cached in root/latency.json for the same settings and
     models, otherwise measured again for all of them (ratios come from one run)."""
@@ -40,7 +49,8 @@ def measure_latency(cfg, specs, finetune, exports, root: Path) -> dict:
     paths = {s.name: _model_path(s, finetune, exports) for s in specs}
     paths = {k: v for k, v in paths.items() if v is not None}
     settings = {"models": {k: str(v) for k, v in sorted(paths.items())}, "precisions": list(lat.precisions),
-                "shapes": [list(x) for x in lat.shapes], "threads": int(lat.threads), "repeats": int(lat.repeats)}
+                "shapes": [list(x) for x in lat.shapes], "threads": int(lat.threads), "repeats": int(lat.repeats),
+                "machine": machine()}      # another CPU (the same out/ on another box) is measured again
     cache = root / "latency.json"
     if cache.exists():
         old = json.loads(cache.read_text())
@@ -150,7 +160,9 @@ def write_report(cfg, specs, finetune, exports, latency, report_dir: Path) -> Pa
     writer.writerows(rows)
     write_atomic(report_dir / "bort_small.csv", buf.getvalue())
     items = summary(rows, _constant_scores(cfg, sorted({r["task"] for r in rows})))
-    write_atomic(report_dir / "bort_small.md", markdown(items))
+    where = (f"\nLatency: {machine()}, {int(cfg.latency.threads)} threads, median of {int(cfg.latency.repeats)} "
+             "interleaved rounds.\n") if latency else ""
+    write_atomic(report_dir / "bort_small.md", markdown(items) + where)
     from bortlab.pipeline.frontier import plot_frontier
 
     plot_frontier(items, report_dir / "bort_small_frontier.png")

@@ -16,8 +16,8 @@ Both keep bortlab's unpadding: only the Linears' weights change.
 
 bf16 is fast only where the hardware computes in it (`native_bf16`): on a CPU without AVX512-BF16 or AMX
 (e.g. AMD Zen 2/3, most Intel before Cooper Lake) every bf16 matmul is emulated, and bf16 inference and
-bf16-mixed training are *slower* than fp32 (7x and 18x on an AVX2 EPYC, docs/benchmarks.md).
-Likewise int8 needs VNNI (`native_int8`): torchao's int8 matmuls were 15x slower than fp32 on that CPU.
+bf16-mixed training are *slower* than fp32 (5-8x and 18x on an AVX2 EPYC, docs/benchmarks.md).
+Likewise int8 needs VNNI (`native_int8`): torchao int8 inference was 13-21x slower than fp32 on that CPU.
 `trainer.precision=auto` (`bortlab.training.training_precision`) picks bf16-mixed only where it is native.
 """
 from __future__ import annotations
@@ -96,8 +96,8 @@ def cpu_name() -> str:
 
 # measured on a 2-core AVX2 EPYC without either (docs/benchmarks.md, "CPUs without native bf16 or int8")
 _SLOW = {"bf16": ("native_bf16", "AVX512-BF16 or AMX", "bf16-mixed training of MiniLM 18x slower than fp32, "
-                  "bf16 inference 7x slower"),
-         "int8": ("native_int8", "AVX512-VNNI, AVX-VNNI or AMX", "torchao int8 inference of MiniLM 15x slower than fp32")}
+                  "bf16 inference 5-8x slower"),
+         "int8": ("native_int8", "AVX512-VNNI, AVX-VNNI or AMX", "torchao int8 inference of MiniLM 13-21x slower than fp32")}
 _warned: set[str] = set()
 
 

@@ -33,7 +33,10 @@ if [ -z "${BORTLAB_DATA:-}" ] && [ -d ../shared/data ]; then export BORTLAB_DATA
 cmd="${1:-test}"; shift || true
 case "$cmd" in
   train) exec python train.py "$@" ;;
-  test)  exec python -m pytest -q -m "not slow" "$@" ;;
+  # one pytest worker per core, at most 4 (each holds a model or two and a pre-imported interpreter to fork
+  # commands from, tests/zygote.py); BORTLAB_TEST_WORKERS=0 runs the suite in this process
+  test)  exec python -m pytest -q -m "not slow" -n "${BORTLAB_TEST_WORKERS:-auto}" --maxprocesses 4 \
+              --dist loadgroup "$@" ;;
   lint)  exec ruff check "$@" . ;;
   *)     exec "$cmd" "$@" ;;
 esac

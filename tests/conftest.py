@@ -87,19 +87,25 @@ def compose():
     return _compose
 
 
+@pytest.fixture(scope="session")
+def python():
+    """python(*argv, cwd=, env=, timeout=) -> CompletedProcess: `python <argv>` as a fresh process, forked
+    from tests/zygote.py's pre-imported interpreter. `env` is the whole environment, as subprocess.run takes."""
+    from zygote import python
+
+    return python
+
+
 @pytest.fixture
-def train(tmp_path):
-    """train(*overrides, cwd=None, expect=0) runs `python train.py` in a subprocess (the way users run it) and
-    returns the CompletedProcess; a different exit code fails the test with the process's output."""
-    import subprocess
-    import sys
+def train(tmp_path, python):
+    """train(*overrides, cwd=None, expect=0) runs `python train.py` in a fresh process (the way users run it)
+    and returns the CompletedProcess; a different exit code fails the test with the process's output."""
 
     def _train(*overrides, cwd=None, expect=0, timeout=900, env=None):
         # W&B offline unless the caller's environment says otherwise; Hydra's short error form, as users see it
-        p = subprocess.run([sys.executable, str(REPO / "train.py"), *overrides], cwd=cwd or tmp_path,
-                           capture_output=True, text=True, timeout=timeout,
-                           env={"WANDB_MODE": "offline", **os.environ, "BORTLAB_DATA": str(DATA),
-                                "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0", **(env or {})})
+        p = python(str(REPO / "train.py"), *overrides, cwd=cwd or tmp_path, timeout=timeout,
+                   env={"WANDB_MODE": "offline", **os.environ, "BORTLAB_DATA": str(DATA),
+                        "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0", **(env or {})})
         if expect is not None and p.returncode != expect:
             raise AssertionError(f"train.py {' '.join(overrides)} exited {p.returncode}, expected {expect}\n"
                                  f"--- stdout\n{p.stdout[-4000:]}\n--- stderr\n{p.stderr[-6000:]}")

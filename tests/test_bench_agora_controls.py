@@ -5,12 +5,12 @@ import importlib.util
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from zygote import python
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench" / "bench_agora_controls.py"
@@ -18,8 +18,7 @@ TINY = "arch=tiny task.max_length=32"
 
 
 def _bench(*args, expect=0):
-    p = subprocess.run([sys.executable, str(BENCH), *args], cwd=REPO, capture_output=True, text=True, timeout=600,
-                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    p = python(BENCH, *args, cwd=REPO, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert p.returncode == expect, f"exit {p.returncode}\n--- stdout\n{p.stdout[-4000:]}\n--- stderr\n{p.stderr[-4000:]}"
     return p
 

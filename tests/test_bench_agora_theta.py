@@ -3,19 +3,18 @@
 import csv
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from zygote import python
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = "arch=tiny task.max_length=32"
 
 
 def _run(script, *args, expect=0):
-    p = subprocess.run([sys.executable, str(REPO / "bench" / script), *args], cwd=REPO, capture_output=True,
-                       text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    p = python(REPO / "bench" / script, *args, cwd=REPO, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert p.returncode == expect, f"exit {p.returncode}\n--- stdout\n{p.stdout[-4000:]}\n--- stderr\n{p.stderr[-4000:]}"
     return p
 

@@ -3,11 +3,11 @@ scipy on rows written here; its refusals; and the subprocess runner it shares wi
 import csv
 import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from zygote import python
 from scipy.stats import spearmanr
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,8 +87,7 @@ def test_report_without_rows_and_a_missing_corpus_exit_2(tmp_path):
                         (["--corpus", str(corpus), "--out", str(tmp_path / "empty.jsonl"), "--report"],
                          "only 0 candidates"),
                         (["--corpus", str(corpus), "--tasks", "glue/cola@many"], "TASK@STEPS needs a whole number")):
-        p = subprocess.run([sys.executable, str(REPO / "bench" / "bench_proxy.py"), *argv], capture_output=True,
-                           text=True, timeout=300)
+        p = python(REPO / "bench" / "bench_proxy.py", *argv, cwd=tmp_path, timeout=300)
         assert p.returncode == 2 and words in p.stderr and "Traceback" not in p.stderr, p.stderr[-2000:]
 
 

@@ -3,13 +3,16 @@ logits on real dev rows, for classification, regression and multiple choice, BER
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 from pathlib import Path
 
 import pytest
 import torch
+
+from zygote import python
+
+# On one xdist worker: the module's runs (a 6-job multirun) are trained once
+pytestmark = pytest.mark.xdist_group("test_export")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,10 +28,9 @@ def runs(tmp_path_factory, data_root):
     import os
 
     sweep = tmp_path_factory.mktemp("export_runs")
-    p = subprocess.run([sys.executable, str(REPO / "train.py"), "-m", f"task={','.join(TASKS)}",
-                        "arch.position_offset=0,1", f"data.root={data_root}", *TINY, f"hydra.sweep.dir={sweep}"],
-                       capture_output=True, text=True, timeout=900,
-                       env={**os.environ, "BORTLAB_DATA": str(data_root), "OMP_NUM_THREADS": "1"})
+    p = python(str(REPO / "train.py"), "-m", f"task={','.join(TASKS)}", "arch.position_offset=0,1",
+               f"data.root={data_root}", *TINY, f"hydra.sweep.dir={sweep}", cwd=sweep, timeout=900,
+               env={**os.environ, "BORTLAB_DATA": str(data_root), "OMP_NUM_THREADS": "1"})
     assert p.returncode == 0, p.stderr[-4000:]
     out = {}
     for m in sorted(sweep.glob("*/metrics.json")):
@@ -130,8 +132,7 @@ def test_what_cannot_be_exported_says_why(runs, tmp_path):
         hf_classifier(run)
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "bortlab.export", *map(str, args)], capture_output=True,
-                              text=True, timeout=300)
+        return python("-m", "bortlab.export", *args, cwd=tmp_path, timeout=300)
 
     p = cli(tmp_path / "nothing", tmp_path / "out")
     assert p.returncode == 2 and "no such run directory" in p.stderr and "Traceback" not in p.stderr

@@ -4,8 +4,6 @@ report)."""
 import csv
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ import yaml
 from bortlab.models.arch import Arch
 from bortlab.pipeline.jobs import Job, JobFailed, run_jobs
 from bortlab.pipeline.models import exportable, model_specs, width_cut
+from zygote import python
 
 REPO = Path(__file__).resolve().parents[1]
 WRITE = "import sys, pathlib; d = pathlib.Path(sys.argv[-1]); d.mkdir(parents=True, exist_ok=True); " \
@@ -86,13 +85,13 @@ def test_the_documented_pipeline_runs_at_a_tiny_budget(tmp_path, data_root):
             "latency.repeats=1", "latency.shapes=[[1,16]]", "latency.precisions=[fp32]", "jobs=2"]
     mine = {a.split("=", 1)[0] for a in tiny}
     # the documented command, its search.arch dropped (the search runs), budget keys replaced by the tiny ones
-    cmd = [sys.executable, str(REPO / "pipeline.py"),
+    cmd = [str(REPO / "pipeline.py"),
            *[a for a in documented if a.split("=", 1)[0] not in mine | {"search.arch"}], *tiny]
-    first = subprocess.run([*cmd, "until=search"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    first = python(*cmd, "until=search", cwd=tmp_path, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert list(out.glob("search-*/optimization_results.yaml")) and not (out / "distil").exists()
     assert not (out / "finetune").exists() and not (out / "bort_small.csv").exists()
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    proc = python(*cmd, cwd=tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "search: 1 of 1 already done" in proc.stdout + proc.stderr      # until=search's result is reused
     # the fine-tunes that need no distillation (source, same_shape_no_distil) ran beside the distillation
@@ -113,7 +112,7 @@ def test_the_documented_pipeline_runs_at_a_tiny_budget(tmp_path, data_root):
     assert (exported / "model.onnx").exists() and json.loads((exported / "config.json").read_text())["num_hidden_layers"] == chosen[0]
     assert (out / "bort_small.md").read_text().count("\n| ") == 3 and (out / "bort_small_frontier.png").stat().st_size > 0
     # a rerun resumes: nothing is trained again
-    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    again = python(*cmd, cwd=tmp_path, timeout=300)
     assert again.returncode == 0 and "fine-tuning: 3 of 3 already done" in again.stdout + again.stderr
 
 
@@ -135,8 +134,7 @@ def test_every_documented_pipeline_command_composes(tmp_path, data_root):
     commands = documented_pipeline_commands()
     assert {f for f, _ in commands} >= {"README.md", "pipeline.md", "pipeline.yaml"}
     for name, args in commands:
-        proc = subprocess.run([sys.executable, str(REPO / "pipeline.py"), *args, "--cfg", "job"], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120)
+        proc = python(REPO / "pipeline.py", *args, "--cfg", "job", cwd=tmp_path, timeout=120)
         assert proc.returncode == 0, (name, args, proc.stderr[-2000:])
         assert "tasks:" in proc.stdout
 
@@ -152,8 +150,8 @@ def test_every_documented_pipeline_command_composes(tmp_path, data_root):
 def test_bad_pipeline_input_exits_2_with_one_paragraph(tmp_path, data_root, args, words):
     (tmp_path / "c.txt").write_text("some text\n")
     args = [a.replace("__CORPUS__", str(tmp_path / "c.txt")) for a in args]
-    proc = subprocess.run([sys.executable, str(REPO / "pipeline.py"), f"out={tmp_path / 'pl'}", f"data_root={data_root}",
-                           *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = python(REPO / "pipeline.py", f"out={tmp_path / 'pl'}", f"data_root={data_root}", *args, cwd=tmp_path,
+                  timeout=120)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2 and words in out and "Traceback" not in out, out[-2000:]
 

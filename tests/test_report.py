@@ -5,17 +5,16 @@ import csv
 import json
 import os
 import re
-import subprocess
-import sys
 
 import yaml
+
+from zygote import python
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def report(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "bortlab.report", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return python("-m", "bortlab.report", *args, cwd=cwd, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def read_csv(path):

@@ -17,16 +17,16 @@ from bortlab.models.arch import Arch
 from bortlab.search import SearchSpace, search
 from bortlab.search.pareto import knee
 from bortlab.search.synthetic import ABnCInstance
+from zygote import python
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "tests" / "apps"
 
 
 def run_toy(tmp_path, *args, env=None):
-    cmd = [sys.executable, str(APP / "toy.py"), "-m", "hydra/sweeper=fptas", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    cmd = [str(APP / "toy.py"), "-m", "hydra/sweeper=fptas", f"hydra.sweep.dir={tmp_path / 'sweep'}",
            "hydra.sweeper.wandb=false", f"log_file={tmp_path / 'calls.jsonl'}", *args]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})})
+    proc = python(*cmd, cwd=tmp_path, timeout=300, env={**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})})
     return proc, proc.stdout + proc.stderr
 
 

@@ -14,6 +14,11 @@ One JSON line per finished job goes to `--out`, keyed by the settings that made 
 The proxy runs first for every seed, then the downstream jobs seed by seed, so an interrupted bench has whole
 seeds.
 
+`--judge D-A-H-I` runs the same jobs for one more shape (a sweep's choice, picked after the table was made, so
+kept out of it), and `--report --judge D-A-H-I` then says where that shape stands: its downstream mean against
+the table's best candidate at no more operations (the downstream front at its cost), the gap's standard error
+and 95% bootstrap CI paired by seed, and each task's score against the task's constant predictor.
+
 `--report` writes docs/figures/fptas_proxy_validation.csv (one row per candidate: arch, proxy_mean, proxy_sd,
 downstream_mean, then per-seed and per-task columns) and .png, and prints Spearman(proxy_mean, downstream_mean)
 and the median seed sd as a share of the proxy's spread across candidates (targets: rho <= -0.6, share < 10%).
@@ -91,11 +96,11 @@ def key(job: dict) -> tuple:
     return job["kind"], arch_name(job["arch"]), job.get("task"), job["seed"]
 
 
-def jobs(seeds, tasks) -> list[dict]:
+def jobs(seeds, tasks, archs=ARCHS) -> list[dict]:
     """Every proxy seed first (they are cheap, and the seed sd needs all of them), then downstream seed by seed."""
-    out = [{"kind": "proxy", "arch": arch, "task": None, "seed": seed} for seed in seeds for arch in ARCHS]
+    out = [{"kind": "proxy", "arch": arch, "task": None, "seed": seed} for seed in seeds for arch in archs]
     for seed in seeds:
-        out += [{"kind": "downstream", "arch": arch, "task": task, "seed": seed} for arch in ARCHS for task in tasks]
+        out += [{"kind": "downstream", "arch": arch, "task": task, "seed": seed} for arch in archs for task in tasks]
     return out
 
 
@@ -129,7 +134,7 @@ def run_job(job: dict, args, want: dict, lock: threading.Lock) -> dict:
 def run_all(args) -> None:
     want = settings(args)
     done = {key({**r, "arch": tuple(map(int, r["arch"].split("-")))}) for r in read_rows(args.out, want)}
-    todo = [j for j in jobs(args.seeds, args.tasks) if key(j) not in done]
+    todo = [j for j in jobs(args.seeds, args.tasks, [args.judge] if args.judge else ARCHS) if key(j) not in done]
     print(f"{len(done)} jobs already in {args.out}; {len(todo)} to run, {args.jobs} at a time", flush=True)
     lock = threading.Lock()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -209,6 +214,57 @@ def report(args) -> None:
         print(f"  Spearman(proxy_mean, {name}) = {r_t:+.3f}")
     print(f"wrote {out}")
     plot(table, rho, out.with_suffix(".png"), args.tasks)
+    if getattr(args, "judge", None):
+        judge(args, rows, table, complete)
+
+
+def ops_ratio(arch) -> float:
+    """Forward operations at 128 tokens as a share of MiniLM's (head_dim 32, as the space)."""
+    from bortlab.models.arch import Arch
+
+    def ops(t):
+        return Arch(*t, head_dim=32).num_ops()
+
+    return ops(arch) / ops((6, 12, 384, 1536))
+
+
+def judge(args, rows, table, seeds) -> None:
+    """Where a sweep's choice stands on the table's downstream front, with the same seeds and tasks."""
+    from bortlab.data import get_task, read_split
+    from bortlab.data.baseline import baseline_score
+    from bortlab.stats import paired_difference_ci
+
+    name = arch_name(args.judge)
+    mine = {(r["task"], r["seed"]): r["score"] for r in rows if r["kind"] == "downstream" and r["arch"] == name}
+    missing = [(t, s) for t in args.tasks for s in seeds if (t, s) not in mine]
+    if missing:
+        die(f"--judge {name}: no downstream row for {missing[:3]} in {args.out}; run "
+            f"`python bench/bench_proxy.py --corpus ... --tasks {' '.join(args.tasks)} --judge {name}` first")
+    per_seed = {s: statistics.mean(mine[t, s] for t in args.tasks) for s in seeds}
+    cost = ops_ratio(args.judge)
+    cheaper = [r for r in table if ops_ratio(tuple(map(int, r["arch"].split("-")))) <= cost]
+    print(f"\n--judge {name}: {1 / cost:.2f}x fewer operations than MiniLM (ops ratio {cost:.3f}); seeds {seeds}")
+    for t in args.tasks:
+        task = get_task(t.partition("@")[0])
+        constant = baseline_score(task, read_split(task, task.dev_splits[0], root=args.data))
+        values = [mine[t, s] for s in seeds]
+        print(f"  {t}: {statistics.mean(values):.4f} (seeds {', '.join(f'{v:.4f}' for v in values)}); "
+              f"constant predictor {constant:.4f}: {'above' if min(values) > constant else 'NOT above'} on every seed")
+    mean = statistics.mean(per_seed.values())
+    if not cheaper:
+        print(f"  downstream mean {mean:.4f}; no table candidate costs as little, so there is no front to compare with")
+        return
+    best = max(cheaper, key=lambda r: r["downstream_mean"])
+    theirs = [statistics.mean(best[f"{t.split('/')[-1]}_seed{s}"] for t in args.tasks) for s in seeds]
+    gaps = [b - a for a, b in zip(per_seed.values(), theirs)]
+    se = statistics.stdev(gaps) / len(gaps) ** 0.5 if len(gaps) > 1 else float("nan")
+    diff, low, high = paired_difference_ci(theirs, list(per_seed.values()))
+    verdict = "within one SE of the front" if diff <= se else "NOT within one SE of the front"
+    if diff <= 0:
+        verdict = "on or above the front"
+    print(f"  downstream mean {mean:.4f}; the front at its cost: <{best['arch'].replace('-', ',')}> "
+          f"{best['downstream_mean']:.4f} (ops ratio {ops_ratio(tuple(map(int, best['arch'].split('-')))):.3f})")
+    print(f"  front - choice = {diff:+.4f}, SE {se:.4f} (paired by seed), 95% CI [{low:+.4f}, {high:+.4f}]: {verdict}")
 
 
 def plot(table, rho, path: Path, tasks) -> None:
@@ -246,7 +302,16 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "bortlab-bench-proxy")
     p.add_argument("--report", action="store_true", help="write the validation table and figure from --out")
+    p.add_argument("--judge", metavar="D-A-H-I", help="one more shape (a sweep's choice): run its jobs, or with "
+                   "--report, compare it with the table's downstream front at its cost")
     args = p.parse_args()
+    if args.judge:
+        parts = args.judge.split("-")
+        if len(parts) != 4 or not all(x.isdigit() and int(x) > 0 for x in parts):
+            die(f"--judge {args.judge}: give the shape as depth-heads-hidden-intermediate, e.g. 2-9-288-1152.")
+        args.judge = tuple(map(int, parts))
+        if args.judge in ARCHS:
+            die(f"--judge {arch_name(args.judge)}: this shape is in the validation table already; judge another one.")
     bad = [t for t in args.tasks if "@" in t and not (t.partition("@")[2].isdigit() and int(t.partition("@")[2]) > 0)]
     if bad:
         die(f"--tasks {' '.join(bad)}: TASK@STEPS needs a whole number of steps >= 1 after the @, e.g. glue/cola@800.")

@@ -15,8 +15,6 @@ from bortlab.data.subsample import Selection
 from bortlab.data.tasks import get_task
 from bortlab.finetune.distill import POOL, attach_teacher, distill_options
 
-# On one xdist worker: the module's teacher is fine-tuned once
-pytestmark = pytest.mark.xdist_group("test_distill")
 
 RESERVE = ["data.reserve=2000", "data.reserve_seed=0"]
 TINY = ["arch=tiny", "task=glue/rte", "task.max_length=32", "trainer.limit_val_batches=1", "predict=false",

@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 
-# In file order on one worker: a later command reads what an earlier one wrote
-pytestmark = pytest.mark.xdist_group("test_documented_commands")
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "conf").rglob("*.yaml"))]

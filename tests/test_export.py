@@ -11,8 +11,6 @@ import torch
 
 from zygote import python
 
-# On one xdist worker: the module's runs (a 6-job multirun) are trained once
-pytestmark = pytest.mark.xdist_group("test_export")
 
 REPO = Path(__file__).resolve().parents[1]
 

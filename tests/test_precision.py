@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-# On one xdist worker: the module's transformers reference is computed once
-pytestmark = pytest.mark.xdist_group("test_precision")
 
 
 @pytest.fixture(scope="module")

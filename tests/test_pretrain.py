@@ -11,8 +11,6 @@ from bortlab.data.io import DataError
 from bortlab.pretrain.corpus import CorpusDataModule, MaskingCollator, pack, read_documents, split_documents, tokenize_corpus
 from bortlab.pretrain.distill import DistillModule, distill_loss
 
-# On one xdist worker: the module's real corpus is built once
-pytestmark = pytest.mark.xdist_group("test_pretrain")
 
 
 def _mlm_teacher(path: Path, tokenizer, hidden=32, seed=0):

@@ -35,7 +35,8 @@ case "$cmd" in
   train) exec python train.py "$@" ;;
   # one pytest worker per core, at most 4 (each holds a model or two and a pre-imported interpreter to fork
   # commands from, tests/zygote.py), a whole file per worker: the documented commands run in file order (a later
-  # one reads what an earlier one wrote) and module fixtures are built once; BORTLAB_TEST_WORKERS=0: one process
+  # one reads what an earlier one wrote) and module fixtures are built once; BORTLAB_TEST_WORKERS=0: one process.
+  # Not loadgroup: under pytest 9.2 it silently stops grouping (pytest-dev/pytest-xdist#1386).
   test)  exec python -m pytest -q -m "not slow" -n "${BORTLAB_TEST_WORKERS:-auto}" --maxprocesses 4 \
               --dist loadfile "$@" ;;
   lint)  exec ruff check "$@" . ;;

@@ -61,6 +61,10 @@ def arch_name(arch) -> str:
     return "-".join(map(str, arch))
 
 
+def arch_tuple(name: str) -> tuple:
+    return tuple(map(int, name.split("-")))
+
+
 def overrides(job: dict, args) -> list[str]:
     d, a, h, i = job["arch"]
     arch = [f"arch.depth={d}", f"arch.heads={a}", f"arch.hidden={h}", f"arch.intermediate={i}", "arch.head_dim=32"]
@@ -133,7 +137,7 @@ def run_job(job: dict, args, want: dict, lock: threading.Lock) -> dict:
 
 def run_all(args) -> None:
     want = settings(args)
-    done = {key({**r, "arch": tuple(map(int, r["arch"].split("-")))}) for r in read_rows(args.out, want)}
+    done = {key({**r, "arch": arch_tuple(r["arch"])}) for r in read_rows(args.out, want)}
     todo = [j for j in jobs(args.seeds, args.tasks, [args.judge] if args.judge else ARCHS) if key(j) not in done]
     print(f"{len(done)} jobs already in {args.out}; {len(todo)} to run, {args.jobs} at a time", flush=True)
     lock = threading.Lock()
@@ -242,7 +246,7 @@ def judge(args, rows, table, seeds) -> None:
             f"`python bench/bench_proxy.py --corpus ... --tasks {' '.join(args.tasks)} --judge {name}` first")
     per_seed = {s: statistics.mean(mine[t, s] for t in args.tasks) for s in seeds}
     cost = ops_ratio(args.judge)
-    cheaper = [r for r in table if ops_ratio(tuple(map(int, r["arch"].split("-")))) <= cost]
+    cheaper = [r for r in table if ops_ratio(arch_tuple(r["arch"])) <= cost]
     print(f"\n--judge {name}: {1 / cost:.2f}x fewer operations than MiniLM (ops ratio {cost:.3f}); seeds {seeds}")
     for t in args.tasks:
         task = get_task(t.partition("@")[0])
@@ -259,11 +263,10 @@ def judge(args, rows, table, seeds) -> None:
     gaps = [b - a for a, b in zip(per_seed.values(), theirs)]
     se = statistics.stdev(gaps) / len(gaps) ** 0.5 if len(gaps) > 1 else float("nan")
     diff, low, high = paired_difference_ci(theirs, list(per_seed.values()))
-    verdict = "within one SE of the front" if diff <= se else "NOT within one SE of the front"
-    if diff <= 0:
-        verdict = "on or above the front"
+    verdict = ("on or above the front" if diff <= 0 else "within one SE of the front" if diff <= se
+               else "NOT within one SE of the front")
     print(f"  downstream mean {mean:.4f}; the front at its cost: <{best['arch'].replace('-', ',')}> "
-          f"{best['downstream_mean']:.4f} (ops ratio {ops_ratio(tuple(map(int, best['arch'].split('-')))):.3f})")
+          f"{best['downstream_mean']:.4f} (ops ratio {ops_ratio(arch_tuple(best['arch'])):.3f})")
     print(f"  front - choice = {diff:+.4f}, SE {se:.4f} (paired by seed), 95% CI [{low:+.4f}, {high:+.4f}]: {verdict}")
 
 

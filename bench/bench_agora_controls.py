@@ -60,6 +60,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from bortlab.errors import die
+
 REPO = Path(__file__).resolve().parents[1]
 TASK = "glue/sst2"
 ARMS = ("A0", "A1", "A2", "A3", "A4")
@@ -68,11 +70,6 @@ STUDENT = ("arch=minilm arch.depth=3 arch.heads=6 arch.hidden=192 arch.intermedi
            "model.init=extract model.source=${minilm_path:}")
 LABELLER = "arch=minilm"
 MARKER = "bench_agora_controls.json"     # in --labeller-dir: the settings it was trained with, and whether it finished
-
-
-def die(message: str) -> None:
-    print(f"bench_agora_controls.py: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 # ---- settings and the jobs' overrides ------------------------------------------------------------------
@@ -233,9 +230,14 @@ def run_all(args) -> None:
     want = arm_settings(args, lab)
     lock = threading.Lock()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    ensure_labeller(args, lab, lock)
-    done = {(r["arm"], r["seed"]) for r in read_rows(args.out) if r.get("settings") == want}
+    rows = read_rows(args.out)
+    done = {(r["arm"], r["seed"]) for r in rows if r.get("settings") == want}
     todo = [(s, a) for s in args.seeds for a in args.arms if (a, s) not in done]       # seed by seed
+    if not todo and any(r.get("arm") == "labeller" and r.get("settings") == lab for r in rows):
+        # every run is on record: a rerun must not train the labeller again (~20-30 min) to do nothing
+        print(f"{len(done)} arm runs already in {args.out}; 0 to run", flush=True)
+        return
+    ensure_labeller(args, lab, lock)
     print(f"{len(done)} arm runs already in {args.out}; {len(todo)} to run, {args.jobs} at a time with "
           f"{args.threads} thread(s) each", flush=True)
     args.workdir.mkdir(parents=True, exist_ok=True)

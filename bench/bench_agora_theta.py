@@ -35,13 +35,10 @@ import sys
 import threading
 from pathlib import Path
 
+from bortlab.errors import die
+
 REPO = Path(__file__).resolve().parents[1]
 AXES = ("optim.lr", "agora.k")
-
-
-def die(message: str) -> None:
-    print(f"bench_agora_theta.py: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 def controls():
@@ -182,7 +179,20 @@ def score_picks(args, want, lock) -> None:
               flush=True)
 
 
+def finished(args, want) -> bool:
+    """Every job of these settings is on record: the Θ loop, the enumeration, and (--rank-on run) both picks."""
+    rows = read_rows(args.out, want)
+    methods = {r["method"] for r in rows if not r.get("final")}
+    enumerated = {(tuple(r["theta"]), r["seed"]) for r in rows if r["method"] == "enumeration"}
+    finals = {r["method"] for r in rows if r.get("final")}
+    return (set(METHODS) <= methods and all((tuple(t), s) in enumerated for s in args.enum_seeds for t in thetas(args))
+            and (args.rank_on == "agora_dev" or set(METHODS) <= finals))
+
+
 def run_all(args, ctl, cargs) -> None:
+    if finished(args, settings(args, ctl, cargs)):     # a rerun with nothing left needs no labeller on this disk
+        print(f"every job with these settings is on record in {args.out}; nothing to run", flush=True)
+        return
     marker = cargs.labeller_dir / ctl.MARKER
     if not (marker.exists() and json.loads(marker.read_text()).get("finished")):
         die(f"no finished labeller in {cargs.labeller_dir}: run bench/bench_agora_controls.py first (it trains "

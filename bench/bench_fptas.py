@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from bortlab.errors import die
 from bortlab.models.arch import PRESETS, Arch
 from bortlab.search import SearchSpace, hypervolume, search
 from bortlab.search.synthetic import ABnCInstance
@@ -369,7 +370,7 @@ def _real_errors() -> tuple[list[Arch], Instance]:
     """The small real instance (`real-train`'s table) as candidates and an Instance."""
     rows = _read_real()
     if not rows:
-        sys.exit("No real table: run `python bench/bench_fptas.py real-train` first.")
+        die("No real table: run `python bench/bench_fptas.py real-train` first.")
     table = {tuple(int(r[k]) for k in ("depth", "heads", "hidden", "intermediate")): float(r["error"]) for r in rows}
     cands = space("real", vocab_size=int(rows[0]["vocab_size"]))
     return cands, Instance(cands, lambda a: table[a.tuple])
@@ -382,7 +383,7 @@ def _validation_errors() -> tuple[list[Arch], Instance]:
     """The proxy validation table (bench/bench_proxy.py --report): its MiniLM sub-architectures, each with the
     KD proxy's mean over seeds as its error (what a sweep on experiment=proxy_kd sees)."""
     if not VALIDATION_TABLE.exists():
-        sys.exit(f"No {VALIDATION_TABLE}: run `python bench/bench_proxy.py --corpus corpus.txt --report` first.")
+        die(f"No {VALIDATION_TABLE}: run `python bench/bench_proxy.py --corpus corpus.txt --report` first.")
     rows = list(csv.DictReader(open(VALIDATION_TABLE)))
     base = PRESETS["minilm"]
     table = {base.replace(**dict(zip(("depth", "heads", "hidden", "intermediate"), map(int, r["arch"].split("-")))),
@@ -403,7 +404,7 @@ def real(seeds: int) -> None:
     cands = space("real", vocab_size=int(rows[0]["vocab_size"])) if rows else space("real")
     missing = [a for a in cands if a.tuple not in table]
     if missing:
-        sys.exit(f"{len(missing)} of {len(cands)} architectures are not trained yet: run `python bench/bench_fptas.py real-train` first.")
+        die(f"{len(missing)} of {len(cands)} architectures are not trained yet: run `python bench/bench_fptas.py real-train` first.")
     inst = Instance(cands, lambda a: table[a.tuple])
     rows = []
     for eps in EPSILONS + [1e-9]:
@@ -427,8 +428,19 @@ def main() -> None:
     ap.add_argument("--refine", default="0,1", help="compare: refinement budgets (multiples of the epsilon pass)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="compare: jsonl of per-instance results (resumable)")
     ap.add_argument("--seeds", type=int, default=50, help="synthetic instances per space (real: seeds of the baselines)")
-    ap.add_argument("--data", type=Path, default=Path(os.environ.get("BORTLAB_DATA", ROOT.parent / "shared" / "data" / "glue")))
+    # BORTLAB_DATA is the root holding glue/ and superglue/, as everywhere else in bortlab
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("BORTLAB_DATA", ROOT.parent / "shared" / "data")) / "glue",
+                    help="the GLUE directory holding SST-2/ (default $BORTLAB_DATA/glue or ../shared/data/glue)")
     args = ap.parse_args()
+    if args.what in ("compare", "real", "all"):
+        try:
+            import optuna  # noqa: F401  (NSGA-II, one of the baselines)
+        except ImportError:
+            die(f"`{args.what}` runs Optuna's NSGA-II as a baseline, and optuna is not installed: "
+                "`pip install -e '.[bench]'` (or `pip install optuna`), then run the same command again.")
+    if args.what == "real-train" and not (args.data / "SST-2" / "train.tsv").exists():
+        die(f"no SST-2 train split under {args.data}: pass --data DIR (the GLUE directory holding SST-2/) or set "
+            "BORTLAB_DATA to the directory holding glue/.")
     if args.what in ("synthetic", "all"):
         synthetic(args.seeds)
     if args.what == "compare":

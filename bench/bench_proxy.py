@@ -32,10 +32,11 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import threading
 from pathlib import Path
+
+from bortlab.errors import die
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,11 +51,6 @@ ARCHS = [(1, 4, 192, 384), (1, 12, 384, 1536), (2, 6, 192, 768), (2, 8, 288, 115
 # reports the two tasks that rank candidates; `glue/cola@800` would try CoLA at 800 steps (the full MiniLM reaches MCC
 # 0.271 at 804, docs/pipeline.md).
 TASKS = ["glue/sst2", "glue/stsb", "glue/cola"]
-
-
-def die(message: str) -> None:
-    print(f"bench_proxy.py: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 def arch_name(arch) -> str:

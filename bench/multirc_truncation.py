@@ -15,10 +15,12 @@ from pathlib import Path
 
 from sklearn.metrics import roc_auc_score
 
-from bortlab.agora.labellers import bortlab_checkpoint, load_bortlab
+from bortlab.agora.labellers import load_bortlab
 from bortlab.data import read_split
 from bortlab.data.qa_metrics import multirc_scores
 from bortlab.data.tasks import get_task
+from bortlab.errors import USER_ERRORS, die
+from bortlab.finetune.checkpoint import run_checkpoint
 
 
 def subset_scores(idx, groups, pred, gold, p_true) -> dict:
@@ -41,8 +43,11 @@ def main() -> None:
     args = ap.parse_args()
 
     task = get_task("superglue/multirc")
-    ckpt = bortlab_checkpoint(args.run)
-    labeller = load_bortlab(ckpt, task)
+    try:
+        ckpt = run_checkpoint(args.run, what="run")
+        labeller = load_bortlab(ckpt, task, what="run")
+    except USER_ERRORS as e:
+        die(str(e))
     max_length = labeller.max_length
     rows = read_split(task.name, "dev", root=args.data)[: args.limit]
     probs = labeller.probs(rows)

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 
-REPO = Path(__file__).resolve().parents[1]
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "conf").rglob("*.yaml"))]
+from doc_commands import REPO, documented_commands, expand
 
 # what a user fills in -> what the test fills in (paths are relative to the scratch working directory)
 PLACEHOLDERS = {
@@ -51,35 +50,6 @@ PRETRAIN_BUDGET = {"trainer.max_steps": "2", "task.eval_every": "1", "trainer.en
 SWEEP_BUDGET = {"hydra.sweeper.steps": "2", "hydra.sweeper.epsilon": "100.0", "hydra.sweeper.fold": "[]",
                 "hydra.sweeper.representative": "cheapest", "hydra.sweeper.wandb": "false",
                 "hydra.launcher.n_jobs": "1"}
-
-
-def documented_commands() -> list[tuple[str, int, str]]:
-    """(file, line, the arguments after `python train.py`) in file order; continuation lines joined."""
-    out = []
-    for f in DOCS:
-        lines, i = f.read_text().splitlines(), 0
-        strip = (lambda s: re.sub(r"^\s*#\s?", "", s)) if f.suffix == ".yaml" else (lambda s: s)
-        while i < len(lines):
-            if f.suffix == ".yaml" and not lines[i].lstrip().startswith("#"):
-                i += 1
-                continue
-            m = re.search(r"(?:\./run\.sh train|python train\.py)\b(.*)", strip(lines[i]))
-            if m:
-                cmd, first = m.group(1), i
-                while cmd.rstrip().endswith("\\") and i + 1 < len(lines):
-                    i += 1
-                    cmd = cmd.rstrip()[:-1] + " " + strip(lines[i]).strip()
-                cmd = re.split(r"\s{2,}#|\s+#\s", cmd.split("`")[0])[0]       # a trailing comment
-                cmd = re.sub(r"\s+\(.*$", "", cmd).strip()                      # a trailing (note)
-                out.append((str(f.relative_to(REPO)), first + 1, cmd))
-            i += 1
-    return out
-
-
-def _shell_vars(f: Path) -> dict[str, str]:
-    """VAR="..." assignments in a doc (docs/pretraining.md's $COMMON), continuation lines joined."""
-    text = re.sub(r"\\\n\s*", " ", f.read_text())
-    return {k: v for k, v in re.findall(r'^([A-Z_]+)="([^"]*)"', text, flags=re.M)}
 
 
 def _is_elided(cmd: str) -> bool:
@@ -118,7 +88,7 @@ def _free_disk(cwd: Path) -> None:
             ckpt.unlink()
 
 
-CASES = [c for c in documented_commands() if not _is_elided(c[2])]
+CASES = [c for c in documented_commands(r"(?:\./run\.sh train|python train\.py)\b") if not _is_elided(c[2])]
 
 
 def test_the_docs_have_commands_to_test():
@@ -145,8 +115,7 @@ def workdir(tmp_path_factory, data_root):
 def test_documented_command_runs_as_written(where, line, cmd, workdir, train):
     cwd = workdir
     tag = f"{Path(where).stem}-{line}"
-    for var, value in _shell_vars(REPO / where).items():
-        cmd = cmd.replace(f"${var}", value)
+    cmd = expand(cmd, REPO / where)
     cmd = cmd.replace("[resume=auto]", "resume=auto")
     for prefix in re.findall(r"([^\s=]+)/<time>", cmd):      # Hydra's default run dir: the newest one there
         runs = sorted((cwd / prefix).glob("*"))

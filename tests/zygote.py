@@ -118,11 +118,15 @@ def _wait(pid: int, timeout: float) -> dict:
 def serve() -> None:
     import importlib
 
+    base = dict(os.environ)      # what a fresh interpreter starts from; the imports below may add to it
     for name in PRELOAD:
         try:
             importlib.import_module(name)
         except ImportError:
             pass
+    # variables the imports set for themselves (torch sets TORCHINDUCTOR_CACHE_DIR): a fresh interpreter would
+    # set them too, so they are no reason to refuse, and the child keeps them unless the request says otherwise
+    added = {k: v for k, v in os.environ.items() if k not in base}
     sys.stdout.flush()
     reply = os.fdopen(os.dup(1), "w")   # the channel: fd 1 itself goes to stderr, so a stray print cannot corrupt it
     os.dup2(2, 1)
@@ -130,9 +134,10 @@ def serve() -> None:
     print(json.dumps({"ready": True, "forkable": forkable, "threads": _threads()}), file=reply, flush=True)
     for line in sys.stdin:
         req = json.loads(line)
-        if not forkable or needs_fresh_interpreter(req["env"], dict(os.environ)):
+        if not forkable or needs_fresh_interpreter(req["env"], base):
             print(json.dumps({"refused": True}), file=reply, flush=True)
             continue
+        req["env"] = {**added, **req["env"]}
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:

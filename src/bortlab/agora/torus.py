@@ -179,13 +179,25 @@ def plot_torus(res: TorusResult, path: str) -> None:
     plt.close(fig)
 
 
-if __name__ == "__main__":
-    import sys
+def main(argv: list[str] | None = None) -> None:
+    import argparse
     import time
 
+    ap = argparse.ArgumentParser(prog="python -m bortlab.agora.torus", description=__doc__.splitlines()[0])
+    ap.add_argument("png", nargs="?", help="also draw the ring, the arms' predictions and the added points here")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rounds", type=int, default=5, help="Agora rounds")
+    args = ap.parse_args(argv)
+    if args.rounds < 0:
+        ap.error(f"--rounds must be 0 or more, got {args.rounds}")
     t0 = time.time()
-    res = run_torus()
+    res = run_torus(seed=args.seed, rounds=args.rounds)
     print(f"baseline {res.baseline_acc:.3f}  agora {res.agora_acc:.3f}  per round {[round(a, 3) for a in res.round_acc]}"
           f"  mistakes {res.round_mistakes}  ({time.time() - t0:.1f}s)")
-    if len(sys.argv) > 1:
-        plot_torus(res, sys.argv[1])
+    if args.png:
+        plot_torus(res, args.png)
+        print(f"wrote {args.png}")
+
+
+if __name__ == "__main__":
+    main()

@@ -19,7 +19,8 @@ kept out of it), and `--report --judge D-A-H-I` then says where that shape stand
 the table's best candidate at no more operations (the downstream front at its cost), the gap's standard error
 and 95% bootstrap CI paired by seed, and each task's score against the task's constant predictor.
 
-`--report` writes docs/figures/fptas_proxy_validation.csv (one row per candidate: arch, proxy_mean, proxy_sd,
+`--report` writes docs/figures/fptas_proxy_validation.csv (for `--tasks glue/sst2 glue/stsb`; another task list
+writes fptas_proxy_validation_<tasks>.csv, e.g. _sst2_stsb_cola800) (one row per candidate: arch, proxy_mean, proxy_sd,
 downstream_mean, then per-seed and per-task columns) and .png, and prints Spearman(proxy_mean, downstream_mean)
 and the median seed sd as a share of the proxy's spread across candidates (targets: rho <= -0.6, share < 10%).
 """
@@ -51,6 +52,7 @@ ARCHS = [(1, 4, 192, 384), (1, 12, 384, 1536), (2, 6, 192, 768), (2, 8, 288, 115
 # reports the two tasks that rank candidates; `glue/cola@800` would try CoLA at 800 steps (the full MiniLM reaches MCC
 # 0.271 at 804, docs/pipeline.md).
 TASKS = ["glue/sst2", "glue/stsb", "glue/cola"]
+PROTOCOL_TASKS = ["glue/sst2", "glue/stsb"]          # the two that rank candidates at 300 steps (docs/fptas.md)
 
 
 def arch_name(arch) -> str:
@@ -182,7 +184,7 @@ def report(args) -> None:
         die(f"only {len(table)} candidates have both a proxy and every task in {args.out}; run more jobs first "
             f"(the same command without --report)")
     columns = list(dict.fromkeys(c for row in table for c in row))
-    out = REPO / "docs" / "figures" / "fptas_proxy_validation.csv"
+    out = table_path(args.tasks)
     tmp = out.with_suffix(".csv.tmp")
     with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, columns)
@@ -216,6 +218,13 @@ def report(args) -> None:
     plot(table, rho, out.with_suffix(".png"), args.tasks)
     if getattr(args, "judge", None):
         judge(args, rows, table, complete)
+
+
+def table_path(tasks) -> Path:
+    """docs/figures/fptas_proxy_validation.csv for the protocol's two tasks; another task list gets its own file
+    (e.g. ..._sst2_stsb_cola800.csv), so that no report overwrites the table another one wrote."""
+    suffix = "" if list(tasks) == PROTOCOL_TASKS else "_" + "_".join(t.split("/")[-1].replace("@", "") for t in tasks)
+    return REPO / "docs" / "figures" / f"fptas_proxy_validation{suffix}.csv"
 
 
 def ops_ratio(arch) -> float:

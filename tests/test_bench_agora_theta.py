@@ -44,7 +44,8 @@ def test_theta_bench_runs_both_methods_resumes_and_reports(tmp_path, data_root):
     assert "final.jsonl" in (Path(last["dir"]) / ".hydra" / "overrides.yaml").read_text()
 
     again = _run("bench_agora_theta.py", *flags)                       # a rerun trains nothing
-    assert "reused" in again.stdout and "2 jobs on record, 0 to run" in again.stdout
+    assert "every job with these settings is on record" in again.stdout and "nothing to run" in again.stdout
+    assert "labeller" not in again.stdout
     assert out.read_text().count("\n") == 5 and len([p for p in sweep.iterdir() if p.name.isdigit()]) == 3
 
     rep = _run("bench_agora_theta.py", *flags, "--report")

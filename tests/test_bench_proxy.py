@@ -38,7 +38,7 @@ def test_report_table_and_spearman_match_scipy(tmp_path, monkeypatch, capsys):
     mod = _bench_module()
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("a few words of text\n")
-    args = type("A", (), {"corpus": str(corpus), "tasks": ["glue/sst2", "glue/stsb"]})()
+    args = type("A", (), {"corpus": str(corpus), "tasks": list(mod.PROTOCOL_TASKS)})()
     want = mod.settings(args)
     size = {a: a[0] * a[2] * (a[2] + a[3]) for a in mod.ARCHS}          # a capacity-like number per candidate
 
@@ -64,8 +64,8 @@ def test_report_table_and_spearman_match_scipy(tmp_path, monkeypatch, capsys):
     assert len(table) == len(mod.ARCHS)
     assert {"arch", "proxy_mean", "proxy_sd", "downstream_mean", "sst2_seed0", "stsb_seed1"} <= set(table[0])
     assert "sst2_seed2" not in table[0]
-    expect_down = [sum(score(a, t, s) for s in (0, 1)) / 2 for a in mod.ARCHS for t in args.tasks]
-    expect_down = [(expect_down[2 * i] + expect_down[2 * i + 1]) / 2 for i in range(len(mod.ARCHS))]
+    expect_down = [sum(sum(score(a, t, s) for s in (0, 1)) / 2 for t in args.tasks) / len(args.tasks)
+                   for a in mod.ARCHS]             # the mean over tasks of the seed means
     got = {r["arch"]: r for r in table}
     for a, d in zip(mod.ARCHS, expect_down):
         r = got[mod.arch_name(a)]
@@ -78,6 +78,8 @@ def test_report_table_and_spearman_match_scipy(tmp_path, monkeypatch, capsys):
     spread = max(proxy(a, 1) for a in mod.ARCHS) - min(proxy(a, 1) for a in mod.ARCHS)
     assert f"median seed sd / proxy spread = {0.001 / spread:.1%}" in printed
     assert "Spearman between proxy seeds: 1.000-1.000 over 3 pair(s)" in printed    # seeds shift, never reorder
+
+    assert mod.table_path(["glue/sst2", "glue/stsb"]).name == "fptas_proxy_validation_sst2_stsb.csv"   # kept apart
 
 
 def test_judge_compares_a_choice_with_the_front_at_its_cost(tmp_path, monkeypatch, capsys, data_root):

@@ -46,12 +46,10 @@ REPO = Path(__file__).resolve().parents[1]
 ARCHS = [(1, 4, 192, 384), (1, 12, 384, 1536), (2, 6, 192, 768), (2, 8, 288, 1152), (3, 6, 192, 768),
          (3, 12, 384, 768), (4, 8, 288, 768), (4, 4, 384, 1536), (5, 6, 288, 1152), (6, 12, 192, 384),
          (6, 8, 384, 1152)]
-# MiniLM is far above the constant predictor on all three. But at proxy_finetune's 300 steps CoLA is MCC 0 for all
-# 11 candidates on seeds 0 and 1 (each predicts the majority class), so it ranks nothing; MRPC is no better (F1 0.799
-# < the constant 0.812 for <4,8,288,768>) and QNLI has no train split here. `--tasks glue/sst2 glue/stsb` runs and
-# reports the two tasks that rank candidates; `glue/cola@800` would try CoLA at 800 steps (the full MiniLM reaches MCC
-# 0.271 at 804, docs/pipeline.md).
-# the default: SST-2 and STS-B at 300 steps; CoLA is MCC 0 for every candidate at 300 and needs 800 (docs/fptas.md)
+# Three tasks where MiniLM is far above the constant predictor. CoLA needs its own budget: at proxy_finetune's 300
+# steps it is MCC 0 for all 11 candidates (each predicts the majority class), so it runs 800 steps (the full MiniLM
+# reaches MCC 0.271 at 804, docs/pipeline.md). MRPC ranks nothing at 300 either (F1 0.799 < the constant 0.812 for
+# <4,8,288,768>) and QNLI has no train split here.
 PROTOCOL_TASKS = ["glue/sst2", "glue/stsb", "glue/cola@800"]
 
 

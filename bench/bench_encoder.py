@@ -199,9 +199,16 @@ def precision_table(args, tokenizer) -> None:
     faithful fast paths (bf16, torchao int8), interleaved as above, on 1 x 128, B x 128 and the real RTE and
     SST-2 dev lengths; fidelity = min cosine of real-token hidden states to transformers fp32 on real RTE."""
     precisions = [p for p in args.precisions.split(",") if p]
-    from bortlab.models.precision import apply_precision
+    from bortlab.models.precision import apply_precision, cpu_name
 
-    hf_paths = ["HF fp32", "HF int8 dynamic", "HF bf16", "HF int8 torchao"]
+    from bortlab.models.precision import native_bf16, native_int8
+
+    # transformers' faithful fast paths only where they are fast: without AVX512-BF16 / VNNI they are emulated,
+    # 5-20x slower than fp32 (measured), and a dev pass would take minutes without telling anything new
+    slow = [n for n, fast in (("HF bf16", native_bf16()), ("HF int8 torchao", native_int8())) if not fast]
+    if slow:
+        print(f"\nleft out on this CPU ({cpu_name()}): {', '.join(slow)} (emulated here, 5-20x slower than fp32)")
+    hf_paths = [n for n in ("HF fp32", "HF int8 dynamic", "HF bf16", "HF int8 torchao") if n not in slow]
     ours = ["bortlab fp32", *(f"bortlab {p}" for p in precisions)]
     print("\n| shape | workload | " + " | ".join(ours + hf_paths) + " | best bortlab / HF fp32 | best bortlab / "
           "HF int8 dynamic | best bortlab / fastest faithful HF | min cosine to HF fp32 (" +
@@ -217,8 +224,9 @@ def precision_table(args, tokenizer) -> None:
             models["HF fp32"] = base["hf_sdpa"]
             models["HF int8 dynamic"] = torch.ao.quantization.quantize_dynamic(
                 copy.deepcopy(base["hf_sdpa"]), {torch.nn.Linear}, dtype=torch.qint8)
-            models["HF bf16"] = faithful_hf(base["hf_sdpa"], "bf16")
-            models["HF int8 torchao"] = faithful_hf(base["hf_sdpa"], "int8")
+            for n, kind in (("HF bf16", "bf16"), ("HF int8 torchao", "int8")):
+                if n in hf_paths:
+                    models[n] = faithful_hf(base["hf_sdpa"], kind)
             types = arch.type_vocab_size > 1
             g = torch.Generator().manual_seed(0)
             real = dev_batches(args.data, tokenizer, args.batch_size, types)[:args.max_batches]
@@ -238,7 +246,7 @@ def precision_table(args, tokenizer) -> None:
                 t = time_interleaved(models, batches, args.repeats, args.warmup)
                 best = min(t[n] for n in ours)
                 # fp32 is faithful by definition, and on CPUs without bf16/VNNI kernels it is the fastest of them
-                faithful = min(t["HF fp32"], t["HF bf16"], t["HF int8 torchao"])
+                faithful = min(t[n] for n in hf_paths if n != "HF int8 dynamic")
                 print(f"| {shape} | {name} | " + " | ".join(f"{t[n]:.1f}" for n in models) +
                       f" | {t['HF fp32'] / best:.2f}x | {t['HF int8 dynamic'] / best:.2f}x | {faithful / best:.2f}x | " +
                       ", ".join(f"{c:.4f}" for c in cos) + " |", flush=True)

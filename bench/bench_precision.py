@@ -2,8 +2,8 @@
 
     python bench/bench_precision.py RUN_DIR [RUN_DIR ...] --threads 2 --out bench/results/precision.jsonl
 
-Paths, all with the run's own weights: bortlab fp32 / bf16 / int8 (torchao: int8 per-channel weights,
-per-token activations); transformers on the exported classifier (`python -m bortlab.export`) in fp32, in bf16,
+Paths, all with the run's own weights: bortlab fp32 / bf16 / int8 (`bortlab.models.int8`: 7-bit per-channel
+weights, 8-bit per-token activations on oneDNN's kernels); transformers on the exported classifier (`python -m bortlab.export`) in fp32, in bf16,
 with torchao int8 on its encoder layers (bortlab's int8, applied to transformers) and with
 `torch.ao.quantization.quantize_dynamic` int8 (per-tensor activations: the fastest transformers CPU path,
 deprecated); ONNX Runtime on the exported `model.onnx` in fp32 and dynamically quantized to int8 by
@@ -12,6 +12,10 @@ same batches: the dev split in the datamodule's length-grouped batches of 8, eac
 row. Paths are interleaved batch by batch in a random order (seeded) per batch; the median over repeats of the whole dev pass is
 reported with the speed-up over transformers fp32. Dev scores come from the first pass, through the task's
 official metrics. One JSON line per run is appended to --out; runs already there are skipped.
+
+On a CPU without AVX512-BF16/AMX (or without VNNI) the bf16 (or torchao int8) paths are emulated, 5-20x slower
+than fp32, and are left out: a row records the paths it measured, and only a row with the same paths and the
+same int8 recipe counts as done.
 """
 from __future__ import annotations
 
@@ -28,16 +32,22 @@ from pathlib import Path
 
 import torch
 
-from bortlab.models.precision import INT8_KEEP
-
+from bortlab.models.precision import cpu_name, int8_recipe, native_bf16, native_int8
 
 PATHS = ("bortlab fp32", "bortlab bf16", "bortlab int8", "HF fp32", "HF bf16", "HF int8 torchao",
          "HF int8 dynamic", "ONNX Runtime fp32", "ONNX Runtime int8")
 
 
+def fast_paths() -> tuple[str, ...]:
+    """PATHS less those this CPU only emulates (bf16 without AVX512-BF16/AMX, torchao int8 without VNNI)."""
+    slow = set() if native_bf16() else {"bortlab bf16", "HF bf16"}
+    slow |= set() if native_int8() else {"HF int8 torchao"}
+    return tuple(p for p in PATHS if p not in slow)
+
+
 def same_settings(row: dict) -> bool:
-    """Whether a stored row was measured with these paths and this int8 recipe (INT8_KEEP: Linears left fp32)."""
-    return tuple(row["paths"]) == PATHS and row.get("int8_keep", []) == list(INT8_KEEP)
+    """Whether a stored row was measured with the paths this CPU runs and this int8 recipe."""
+    return tuple(row["paths"]) == fast_paths() and row.get("int8_recipe") == int8_recipe()
 
 
 def ort_int8(onnx_path: Path) -> Path:
@@ -81,19 +91,19 @@ def paths_for(run, export_dir: Path) -> dict:
 
     def onnx(session):
         return lambda b: torch.from_numpy(session.run(None, {k: b[k].numpy() for k in feeds})[0])
-    paths = {
-        "bortlab fp32": bortlab(run.model),
-        "bortlab bf16": bortlab(apply_precision(copy.deepcopy(run.model), "bf16")),
-        "bortlab int8": bortlab(apply_precision(copy.deepcopy(run.model), "int8")),
-        "HF fp32": transformers(hf),
-        "HF bf16": transformers(faithful_hf(hf, "bf16")),
-        "HF int8 torchao": transformers(faithful_hf(hf, "int8")),
-        "HF int8 dynamic": transformers(hf_int8),
-        "ONNX Runtime fp32": onnx(sessions["fp32"]),
-        "ONNX Runtime int8": onnx(sessions["int8"]),
+    make = {      # built only for the paths measured here
+        "bortlab fp32": lambda: bortlab(run.model),
+        "bortlab bf16": lambda: bortlab(apply_precision(copy.deepcopy(run.model), "bf16")),
+        "bortlab int8": lambda: bortlab(apply_precision(copy.deepcopy(run.model), "int8")),
+        "HF fp32": lambda: transformers(hf),
+        "HF bf16": lambda: transformers(faithful_hf(hf, "bf16")),
+        "HF int8 torchao": lambda: transformers(faithful_hf(hf, "int8")),
+        "HF int8 dynamic": lambda: transformers(hf_int8),
+        "ONNX Runtime fp32": lambda: onnx(sessions["fp32"]),
+        "ONNX Runtime int8": lambda: onnx(sessions["int8"]),
     }
-    assert tuple(paths) == PATHS
-    return paths
+    assert tuple(make) == PATHS
+    return {n: make[n]() for n in fast_paths()}
 
 
 def bench_run(run_dir: str, data_root: str, repeats: int) -> dict:
@@ -169,13 +179,17 @@ def main(argv=None) -> None:
     done = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.exists() else []
     print(f"python bench/bench_precision.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs; "
-          f"torch {torch.__version__}, {args.threads} threads")
+          f"torch {torch.__version__}, {args.threads} threads; CPU: {cpu_name()}; int8: {int8_recipe()}")
+    left_out = [p for p in PATHS if p not in fast_paths()]
+    if left_out:
+        print(f"left out on this CPU (emulated, 5-20x slower than fp32): {', '.join(left_out)}")
     for run_dir in args.runs:
         if any(same_settings(d) and d["run"] == str(run_dir) for d in done):
-            continue                            # a row with other paths or int8 recipe: other settings
+            continue                            # only a row with these paths and int8 recipe is done
         res = bench_run(run_dir, args.data, args.repeats)
         res["load_after"] = os.getloadavg()[0]
-        res["int8_keep"] = list(INT8_KEEP)
+        res["int8_recipe"] = int8_recipe()
+        res["cpu"] = cpu_name()
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, "a") as f:          # one line per finished run: a rerun skips it
             f.write(json.dumps(res) + "\n")

@@ -2,7 +2,8 @@
 
     python bench/bench_presets.py --threads 2 --repeats 5
 
-Each preset is bortlab's Encoder (random weights: speed does not depend on their values) in fp32 and bf16;
+Each preset is bortlab's Encoder (random weights: speed does not depend on their values) in fp32 and the
+`--precisions` given (default bf16; int8 = `bortlab.models.int8`, fast without VNNI too);
 the baseline is transformers' BertModel with BERT-large's shape in fp32 (sdpa). Workloads: 1 x 128 and
 8 x 128 random ids, no padding. Every call of every model is interleaved in a seeded random order; the table
 shows the median ms per call and the speed-up = BERT-large HF fp32 time / this time. The op ratio is
@@ -27,7 +28,7 @@ from bortlab.models.encoder import Encoder
 from bortlab.models.precision import apply_precision
 
 
-def models(names: list[str], compiled: bool = False) -> dict:
+def models(names: list[str], precisions: list[str], compiled: bool = False) -> dict:
     from transformers import BertModel
 
     from bortlab.models.hf import hf_config_from_arch
@@ -37,7 +38,8 @@ def models(names: list[str], compiled: bool = False) -> dict:
     for n in names:
         enc = Encoder(Arch.preset(n)).eval()
         out[f"{n} fp32"] = enc
-        out[f"{n} bf16"] = apply_precision(copy.deepcopy(enc), "bf16")
+        for p in precisions:
+            out[f"{n} {p}"] = apply_precision(copy.deepcopy(enc), p)
         if compiled:
             import torch._inductor.config as inductor
 
@@ -70,15 +72,20 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--presets", default="bert_large,bert_base,bort,bort_paper,minilm")
+    ap.add_argument("--precisions", default="bf16", help="bortlab precisions besides fp32: bf16, int8 (comma-separated)")
     ap.add_argument("--compile", action="store_true", help="also time bf16 through torch.compile (inductor)")
     args = ap.parse_args(argv)
+    extra = [p for p in args.precisions.split(",") if p and p != "fp32"]
+    bad = [p for p in extra if p not in ("bf16", "int8")]
+    if bad:
+        ap.error(f"--precisions {','.join(bad)}: the precisions are bf16 and int8 (fp32 is always timed)")
     torch.set_num_threads(args.threads)
     names = [n for n in args.presets.split(",") if n in PRESETS]
     print(f"python bench/bench_presets.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs; "
           f"torch {torch.__version__}, {args.threads} threads\n")
-    ms = models(names, args.compile)
-    precisions = ("fp32", "bf16", "bf16 compiled") if args.compile else ("fp32", "bf16")
+    ms = models(names, extra, args.compile)
+    precisions = ("fp32", *extra, *(("bf16 compiled",) if args.compile else ()))
     large_ops = Arch.preset("bert_large").num_ops(128)
     results = {w: time_all(ms, b, 128, args.repeats) for w, b in (("1x128", 1), ("8x128", 8))}
     print("| preset | ⟨D, A, H, I⟩ | op ratio | " + " | ".join(f"{w} {p} ms (speed-up)" for w in results

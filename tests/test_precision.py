@@ -33,9 +33,15 @@ def test_precisions_keep_hidden_states_of_real_text(minilm_dir, reference, preci
     assert float(cos.min()) >= floor, (precision, float(cos.min()), float(cos.mean()))
     if precision == "bf16":
         assert ours.dtype == torch.bfloat16
-    if precision == "int8":       # the layers' weights are int8 now, the embeddings and FFN outputs are not
-        assert type(model.layers[0].qkv.weight.data) is not torch.Tensor
-        assert type(model.layers[0].ffn_in.weight.data) is not torch.Tensor
+    if precision == "int8":       # the layers' projections are int8 now, the embeddings and FFN outputs are not
+        from bortlab.models.int8 import Int8Linear, available
+
+        if available():
+            assert isinstance(model.layers[0].qkv, Int8Linear) and isinstance(model.layers[0].ffn_in, Int8Linear)
+            assert model.layers[0].qkv.qweight.dtype == torch.int8
+        else:                     # the torchao fallback: quantized weight tensors inside the Linears
+            assert type(model.layers[0].qkv.weight.data) is not torch.Tensor
+        assert type(model.layers[0].ffn_out) is torch.nn.Linear
         assert type(model.layers[0].ffn_out.weight.data) is torch.Tensor
         assert type(model.word_embeddings.weight.data) is torch.Tensor
 

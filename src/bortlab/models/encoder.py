@@ -109,9 +109,10 @@ class Layer(nn.Module):
         (addmm_ with beta=1): one pass over (N, H) fewer than linear-then-add, in training too."""
         if self.training and self.p_drop > 0:
             return residual + F.dropout(lin(inp), self.p_drop, True)
-        # a quantized weight (int8) is only understood by its Linear; under autocast (bf16-mixed training) the
-        # in-place addmm_ is not cast, so both go through the Linear
-        if type(lin.weight.data) is not torch.Tensor or torch.is_autocast_enabled(inp.device.type):
+        # an int8 layer (another module, or a Linear whose weight is a torchao tensor) is only understood by
+        # itself; under autocast (bf16-mixed training) the in-place addmm_ is not cast: all go through lin
+        if (not isinstance(lin, nn.Linear) or type(lin.weight.data) is not torch.Tensor
+                or torch.is_autocast_enabled(inp.device.type)):
             return residual + lin(inp)
         return torch.add(residual, lin.bias).addmm_(inp, lin.weight.t())
 

@@ -2,22 +2,24 @@
 
 - `bf16`: every weight cast to bfloat16; on CPUs with AVX512-BF16/AMX the matmuls run at several times the
   fp32 rate, and hidden states stay within cosine 0.9998 of fp32 on real text (tests/test_precision.py).
-- `int8`: the Transformer layers' QKV, attention-output and FFN-input Linears quantized with torchao (int8
-  weights per output channel, int8 activations per token, computed on the fly). torchao is PyTorch's
-  maintained quantization library; `torch.ao.quantization.quantize_dynamic` is deprecated and quantizes
-  activations per tensor, which on real BERT activations (a few outlier channels) drifts far from fp32.
-  Per-token scales keep it faithful (cosine >= 0.99). The FFN's output projection stays fp32: its input (after
-  GELU) carries the outliers that dominate BERT's quantization error (Bondarenko et al., 2021); measured on
-  400 train rows of MiniLM fine-tuned on RTE/MRPC/SST-2, keeping it cuts the mean |logit change| by 25-30%.
-  Embeddings, LayerNorms, the pooler and the head stay fp32 too. It shrinks the quantized weights 4x; whether
-  it is faster than bf16 depends on the CPU (docs/benchmarks.md has this machine's figures).
+- `int8`: the Transformer layers' QKV, attention-output and FFN-input Linears in int8 (`bortlab.models.int8`:
+  7-bit weights per output channel, 8-bit activations per token computed on the fly, on oneDNN's integer
+  kernels, which are fast on any x86 CPU, with or without VNNI). Per-token scales keep it faithful (cosine
+  >= 0.99 on real text), where the per-tensor scales of `torch.ao.quantization.quantize_dynamic` (deprecated,
+  like the quantized dtypes it builds on) drift far from fp32 on BERT's few outlier channels. The FFN's
+  output projection stays fp32: its input (after GELU) carries the outliers that dominate BERT's quantization
+  error (Bondarenko et al., 2021); measured on 400 train rows of MiniLM fine-tuned on RTE/MRPC/SST-2, keeping
+  it cuts the mean |logit change| by 25-30%. Embeddings, LayerNorms, the pooler and the head stay fp32 too.
+  Where PyTorch has no oneDNN int8 kernels (non-x86 builds) torchao's int8 dynamic quantization (same scales,
+  8-bit weights) is used instead; it is fast only with VNNI.
 
 Both keep bortlab's unpadding: only the Linears' weights change.
 
 bf16 is fast only where the hardware computes in it (`native_bf16`): on a CPU without AVX512-BF16 or AMX
 (e.g. AMD Zen 2/3, most Intel before Cooper Lake) every bf16 matmul is emulated, and bf16 inference and
 bf16-mixed training are *slower* than fp32 (5-8x and 18x on an AVX2 EPYC, docs/benchmarks.md).
-Likewise int8 needs VNNI (`native_int8`): torchao int8 inference was 13-21x slower than fp32 on that CPU.
+int8 on oneDNN's kernels needs no special instructions (on AVX2 it is faster than fp32); only the torchao
+fallback needs VNNI (`native_int8`): it was 13-21x slower than fp32 on that CPU.
 `trainer.precision=auto` (`bortlab.training.training_precision`) picks bf16-mixed only where it is native.
 """
 from __future__ import annotations
@@ -40,7 +42,7 @@ def check_precision(precision: str, key: str = "precision") -> str:
     p = str(precision).lower()
     if p not in PRECISIONS:
         raise SetupError(f"{key}={precision!r} is not one of {', '.join(PRECISIONS)}: fp32 (as trained), bf16 "
-                         "(fast on CPUs with AVX512-BF16/AMX, faithful), int8 (torchao, 4x smaller layers).")
+                         "(fast on CPUs with AVX512-BF16/AMX, faithful), int8 (per-token, 4x smaller layers, fast on x86).")
     return p
 
 
@@ -96,7 +98,7 @@ def cpu_name() -> str:
 # measured on a 2-core AVX2 EPYC without either (docs/benchmarks.md, "CPUs without native bf16 or int8")
 _SLOW = {"bf16": ("native_bf16", "AVX512-BF16 or AMX", "bf16-mixed training of MiniLM 18x slower than fp32, "
                   "bf16 inference 5-8x slower"),
-         "int8": ("native_int8", "AVX512-VNNI, AVX-VNNI or AMX", "torchao int8 inference of MiniLM 13-21x slower than fp32")}
+         "int8": ("native_int8", "AVX512-VNNI, AVX-VNNI or AMX", "torchao int8, which bortlab uses where PyTorch has no oneDNN int8 kernels, 13-21x slower than fp32")}
 _warned: set[str] = set()
 
 
@@ -120,6 +122,17 @@ def _torchao():
     return quantize_, Int8DynamicActivationInt8WeightConfig
 
 
+def int8_recipe() -> str:
+    """What `precision=int8` does on this PyTorch build, for benchmark records: results of one recipe are not
+    results of the other."""
+    from bortlab.models import int8
+
+    kept = "+".join(INT8_KEEP)
+    if int8.available():
+        return f"oneDNN w7/channel a8/token, {kept} fp32"
+    return f"torchao w8/channel a8/token, {kept} fp32"
+
+
 def apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
     """Put `model` (an Encoder, or anything holding one) into `precision` for inference, in place; returns it
     in eval mode. Callers cast outputs with `.float()` where they need fp32 numbers."""
@@ -130,6 +143,10 @@ def apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
             warn_if_emulated("bf16", "precision=bf16")
         model.to(torch.bfloat16)
     elif precision == "int8":
+        from bortlab.models import int8
+
+        if int8.available():
+            return int8.quantize_linears(model, INT8_KEEP)
         warn_if_emulated("int8", "precision=int8")
         quantize_, config = _torchao()
         # the Transformer layers only: that is where the FLOPs are, and where per-token scales are faithful

@@ -1,0 +1,79 @@
+"""bortlab's int8 Linear against integer arithmetic done here in int64: the quantization recipe (7-bit weights per
+channel, 8-bit activations per token) and oneDNN's kernel, including inputs that would overflow AVX2's int16
+pair sums with 8-bit weights."""
+from __future__ import annotations
+
+import copy
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+int8 = pytest.importorskip("bortlab.models.int8")
+pytestmark = pytest.mark.skipif(not int8.available(), reason="this PyTorch build has no oneDNN int8 kernels")
+
+
+def reference(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """The recipe in exact integer arithmetic: symmetric per-channel weights in [-63, 63], symmetric per-row
+    activations in [-127, 127], int64 dot products, then both scales and the bias in float64."""
+    w, x = linear.weight.detach().double(), x.double()
+    w_scale = w.abs().amax(1) / 63
+    qw = torch.round(w / w_scale[:, None]).long()
+    x_scale = x.abs().amax(1, keepdim=True) / 127
+    qx = torch.round(x / x_scale).long()
+    return (qx @ qw.t()).double() * x_scale * w_scale + linear.bias.detach().double()
+
+
+def test_matches_exact_integer_arithmetic():
+    torch.manual_seed(0)
+    lin = nn.Linear(384, 200)
+    x = torch.randn(37, 384)
+    x[:, 7] *= 40                                   # an outlier channel, as BERT's LayerNorm outputs have
+    got = int8.Int8Linear(lin)(x).double()
+    ref = reference(lin, x)
+    # rounding at exact .5 steps may differ by one level on a few entries; nothing more
+    assert (got - ref).abs().max() < 1e-3 * ref.abs().max()
+    assert torch.nn.functional.cosine_similarity(got, lin(x).double().detach(), dim=1).min() > 0.995
+
+
+def test_extreme_inputs_do_not_saturate():
+    # every product at its largest magnitude and the same sign: 255 * 127 pairs overflow int16 on AVX2's
+    # vpmaddubsw; the 7-bit weights keep 2 * 255 * 63 below 32767
+    lin = nn.Linear(64, 8)
+    with torch.no_grad():
+        lin.weight.fill_(1.0)
+        lin.bias.zero_()
+    x = torch.ones(3, 64)
+    x[1] *= -1
+    x[2, ::2] = -1
+    got = int8.Int8Linear(lin)(x)
+    assert torch.allclose(got, lin(x).detach(), rtol=1e-5, atol=1e-5)       # 64, -64 and 0 exactly
+
+
+def test_shapes_copies_and_state_dict():
+    torch.manual_seed(1)
+    lin = nn.Linear(16, 24)
+    q = int8.Int8Linear(lin)
+    x = torch.randn(2, 5, 16)
+    y = q(x)
+    assert y.shape == (2, 5, 24)
+    assert torch.equal(copy.deepcopy(q)(x), y) and torch.equal(pickle.loads(pickle.dumps(q))(x), y)
+    assert set(q.state_dict()) == {"qweight", "w_scale", "bias"} and q.qweight.dtype == torch.int8
+    assert int(q.qweight.abs().max()) == 63
+    assert q(torch.zeros(4, 16)).allclose(lin.bias.detach().expand(4, 24))   # an all-zero row: no 0 / 0
+
+
+def test_only_the_transformer_layers_are_quantized():
+    from bortlab.models.arch import Arch
+    from bortlab.models.encoder import Encoder
+    from bortlab.models.heads import SequenceClassifier
+
+    enc = Encoder(Arch(depth=2, heads=2, hidden=32, intermediate=64, vocab_size=100, max_positions=64, pooler=True))
+    model = int8.quantize_linears(SequenceClassifier(enc, 3).eval(), keep=("ffn_out",))
+    kinds = {name: type(m).__name__ for name, m in model.named_modules() if isinstance(m, (nn.Linear, int8.Int8Linear))}
+    assert {n for n, k in kinds.items() if k == "Int8Linear"} == {
+        f"encoder.layers.{i}.{p}" for i in range(2) for p in ("qkv", "attn_out", "ffn_in")}
+    assert kinds["encoder.pooler"] == kinds["classifier"] == kinds["encoder.layers.0.ffn_out"] == "Linear"
+    ids = torch.randint(0, 100, (2, 9))
+    assert model(ids, attention_mask=torch.ones_like(ids)).shape == (2, 3)

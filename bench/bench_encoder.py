@@ -213,7 +213,7 @@ def precision_table(args, tokenizer) -> None:
     print("\n| shape | workload | " + " | ".join(ours + hf_paths) + " | best bortlab / HF fp32 | best bortlab / "
           "HF int8 dynamic | best bortlab / fastest faithful HF | min cosine to HF fp32 (" +
           ", ".join(ours[1:] + hf_paths[1:]) + ") |")
-    print("|" + "---|" * (5 + len(ours) + len(hf_paths)))
+    print("|" + "---|" * (6 + len(ours) + len(hf_paths)))
     import copy
     with tempfile.TemporaryDirectory() as work:
         for shape in args.shapes.split(","):

@@ -199,9 +199,7 @@ def precision_table(args, tokenizer) -> None:
     faithful fast paths (bf16, torchao int8), interleaved as above, on 1 x 128, B x 128 and the real RTE and
     SST-2 dev lengths; fidelity = min cosine of real-token hidden states to transformers fp32 on real RTE."""
     precisions = [p for p in args.precisions.split(",") if p]
-    from bortlab.models.precision import apply_precision, cpu_name
-
-    from bortlab.models.precision import native_bf16, native_int8
+    from bortlab.models.precision import apply_precision, cpu_name, native_bf16, native_int8
 
     # transformers' faithful fast paths only where they are fast: without AVX512-BF16 / VNNI they are emulated,
     # 5-20x slower than fp32 (measured), and a dev pass would take minutes without telling anything new

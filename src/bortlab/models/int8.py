@@ -25,6 +25,12 @@ from torch import nn
 W_MAX = 63          # 7-bit weights: no int16 saturation in AVX2's u8 x s8 pair sums (see above)
 A_MAX = 127         # 8-bit activations, symmetric: uint8 = round(x / s) + ZERO
 ZERO = 128
+_ONE, _ZERO = torch.ones(()), torch.full((), ZERO, dtype=torch.int32)   # the kernel's activation scale and zero point
+
+
+def in_layers(name: str) -> bool:
+    """Whether a module name lies inside the Transformer layers (`layers.N.*`, or `encoder.layers.N.*` in a head)."""
+    return name.startswith("layers.") or ".layers." in name
 
 
 @functools.lru_cache(maxsize=None)
@@ -32,18 +38,16 @@ def available() -> bool:
     """Whether this PyTorch build has oneDNN's int8 Linear kernels that work here (x86 builds do)."""
     try:
         packed = torch.ops.onednn.qlinear_prepack(torch.ones(2, 4, dtype=torch.int8), None)
-        y = _matmul(torch.full((1, 4), ZERO + 1, dtype=torch.uint8), packed, torch.ones(2))
+        y = _matmul(torch.full((1, 4), ZERO + 1, dtype=torch.uint8), packed, torch.ones(2), torch.zeros(2, dtype=torch.long))
         return bool(torch.equal(y, torch.full((1, 2), 4.0)))
     except (AttributeError, RuntimeError, NotImplementedError):
         return False
 
 
-def _matmul(qx: torch.Tensor, packed: torch.Tensor, w_scale: torch.Tensor) -> torch.Tensor:
+def _matmul(qx: torch.Tensor, packed: torch.Tensor, w_scale: torch.Tensor, w_zero: torch.Tensor) -> torch.Tensor:
     """(N, K) uint8 activations (zero point ZERO, scale 1) times packed int8 weights -> (N, out) fp32, scaled per
-    output channel by `w_scale` only."""
-    one, zero = torch.ones(()), torch.full((), ZERO, dtype=torch.int32)
-    w_zero = torch.zeros(w_scale.shape[0], dtype=torch.long)
-    return torch.ops.onednn.qlinear_pointwise.tensor(qx, one, zero, packed, w_scale, w_zero, None, 1.0, 0,
+    output channel by `w_scale` only (`w_zero`: the weights' zero points, all 0)."""
+    return torch.ops.onednn.qlinear_pointwise.tensor(qx, _ONE, _ZERO, packed, w_scale, w_zero, None, 1.0, 0,
                                                      torch.float32, "none", [], "")
 
 
@@ -59,6 +63,7 @@ class Int8Linear(nn.Module):
         self.register_buffer("w_scale", scale)
         self.register_buffer("bias", linear.bias.detach().float().clone() if linear.bias is not None
                              else torch.zeros(w.shape[0]))
+        self.register_buffer("w_zero", torch.zeros(w.shape[0], dtype=torch.long), persistent=False)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self._packed = None
 
@@ -76,7 +81,7 @@ class Int8Linear(nn.Module):
         s = x.abs().amax(1, keepdim=True).clamp_(min=1e-12).div_(A_MAX)             # (N, 1) per-token scale
         # round(x / s) + ZERO, as x * (1 / s) + ZERO + 0.5 truncated by the cast (every value is >= 1.5 there)
         qx = (x * s.reciprocal()).add_(ZERO + 0.5).to(torch.uint8)                   # (N, K) in [1, 255]
-        y = _matmul(qx, self._packed, self.w_scale)
+        y = _matmul(qx, self._packed, self.w_scale, self.w_zero)
         y = torch.addcmul(self.bias, y, s, out=y)                                    # (N, out), in place
         return y.view(*shape[:-1], self.out_features)
 
@@ -88,7 +93,7 @@ def quantize_linears(model: nn.Module, keep: tuple[str, ...]) -> nn.Module:
     """Replace, in place, every `nn.Linear` inside the Transformer layers (`layers.N.*`) whose own name is not in
     `keep` by an `Int8Linear`. Embeddings, LayerNorms, the pooler and heads stay fp32."""
     for name, module in list(model.named_modules()):
-        if not (name.startswith("layers.") or ".layers." in name):
+        if not in_layers(name):
             continue
         for child_name, child in list(module.named_children()):
             if type(child) is nn.Linear and child_name not in keep:

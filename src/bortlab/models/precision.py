@@ -151,5 +151,5 @@ def apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
         quantize_, config = _torchao()
         # the Transformer layers only: that is where the FLOPs are, and where per-token scales are faithful
         quantize_(model, config(), filter_fn=lambda m, name: isinstance(m, torch.nn.Linear)
-                  and (name.startswith("layers.") or ".layers." in name) and name.rsplit(".", 1)[-1] not in INT8_KEEP)
+                  and int8.in_layers(name) and name.rsplit(".", 1)[-1] not in INT8_KEEP)
     return model

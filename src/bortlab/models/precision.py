@@ -2,16 +2,17 @@
 
 - `bf16`: every weight cast to bfloat16; on CPUs with AVX512-BF16/AMX the matmuls run at several times the
   fp32 rate, and hidden states stay within cosine 0.9998 of fp32 on real text (tests/test_precision.py).
-- `int8`: the Transformer layers' QKV, attention-output and FFN-input Linears in int8 (`bortlab.models.int8`:
-  7-bit weights per output channel, 8-bit activations per token computed on the fly, on oneDNN's integer
-  kernels, which are fast on any x86 CPU, with or without VNNI). Per-token scales keep it faithful (cosine
-  >= 0.99 on real text), where the per-tensor scales of `torch.ao.quantization.quantize_dynamic` (deprecated,
-  like the quantized dtypes it builds on) drift far from fp32 on BERT's few outlier channels. The FFN's
-  output projection stays fp32: its input (after GELU) carries the outliers that dominate BERT's quantization
-  error (Bondarenko et al., 2021); measured on 400 train rows of MiniLM fine-tuned on RTE/MRPC/SST-2, keeping
-  it cuts the mean |logit change| by 25-30%. Embeddings, LayerNorms, the pooler and the head stay fp32 too.
+- `int8`: the Transformer layers' four Linears (QKV, attention output, FFN in and out) in int8
+  (`bortlab.models.int8`: 7-bit weights per output channel, 8-bit activations per token computed on the fly,
+  a few outlier columns in fp32, on oneDNN's integer kernels, which are fast on any x86 CPU, with or without
+  VNNI). Per-token scales keep it faithful (cosine >= 0.99 on real text), where the per-tensor scales of
+  `torch.ao.quantization.quantize_dynamic` (deprecated, like the quantized dtypes it builds on) drift far from
+  fp32 on BERT's few outlier channels (Bondarenko et al., 2021). Which outlier columns where (`INT8_RECIPE`):
+  the LayerNorm outputs feeding QKV and the FFN carry activation outliers; the FFN output projection has
+  outlier weight columns. Embeddings, LayerNorms, the pooler and the head stay fp32.
   Where PyTorch has no oneDNN int8 kernels (non-x86 builds) torchao's int8 dynamic quantization (same scales,
-  8-bit weights) is used instead; it is fast only with VNNI.
+  8-bit weights, no outlier columns, so the FFN output projection stays fp32) is used instead; it is fast
+  only with VNNI.
 
 Both keep bortlab's unpadding: only the Linears' weights change.
 
@@ -35,7 +36,10 @@ from bortlab.config import SetupError
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "int8")
-INT8_KEEP = ("ffn_out",)   # Linears left in fp32 by int8: the FFN output projection (outlier inputs)
+# int8: Linear name -> (activation outlier columns per call, weight outlier columns) kept in fp32. 4 each where
+# BERT has them (int8.py's docstring has the measurements); attention output's input has none worth the ops.
+INT8_RECIPE = {"qkv": (4, 0), "attn_out": (0, 0), "ffn_in": (4, 0), "ffn_out": (0, 4)}
+TORCHAO_KEEP = ("ffn_out",)   # torchao has no outlier columns: there the FFN output projection stays fp32
 
 
 def check_precision(precision: str, key: str = "precision") -> str:
@@ -127,10 +131,10 @@ def int8_recipe() -> str:
     results of the other."""
     from bortlab.models import int8
 
-    kept = "+".join(INT8_KEEP)
     if int8.available():
-        return f"oneDNN w7/channel a8/token, {kept} fp32"
-    return f"torchao w8/channel a8/token, {kept} fp32"
+        side = ", ".join(f"{n} {a} act/{w} weight" for n, (a, w) in INT8_RECIPE.items() if a or w)
+        return f"oneDNN w7/channel a8/token on {'+'.join(INT8_RECIPE)}, fp32 outlier columns: {side}"
+    return f"torchao w8/channel a8/token, {'+'.join(TORCHAO_KEEP)} fp32"
 
 
 def apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
@@ -146,10 +150,10 @@ def apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
         from bortlab.models import int8
 
         if int8.available():
-            return int8.quantize_linears(model, INT8_KEEP)
+            return int8.quantize_linears(model, INT8_RECIPE)
         warn_if_emulated("int8", "precision=int8")
         quantize_, config = _torchao()
         # the Transformer layers only: that is where the FLOPs are, and where per-token scales are faithful
         quantize_(model, config(), filter_fn=lambda m, name: isinstance(m, torch.nn.Linear)
-                  and int8.in_layers(name) and name.rsplit(".", 1)[-1] not in INT8_KEEP)
+                  and int8.in_layers(name) and name.rsplit(".", 1)[-1] not in TORCHAO_KEEP)
     return model

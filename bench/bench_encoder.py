@@ -172,7 +172,8 @@ def main(argv=None) -> None:
 
 def faithful_hf(hf, kind: str):
     """transformers' own faithful fast paths on the same weights: bf16 weights, or torchao int8 (per-channel
-    weights, per-token activations) on its encoder layers' Linears but the FFN output: bortlab's int8 recipe."""
+    weights, per-token activations) on its encoder layers' Linears but the FFN output: bortlab's int8 recipe
+    where PyTorch has no oneDNN int8 kernels."""
     import copy
 
     model = copy.deepcopy(hf)
@@ -180,7 +181,7 @@ def faithful_hf(hf, kind: str):
         return model.to(torch.bfloat16)
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 
-    def quantized(m, name: str) -> bool:      # bortlab's recipe: the FFN output (`layer.N.output.dense`) stays fp32
+    def quantized(m, name: str) -> bool:      # that recipe: the FFN output (`layer.N.output.dense`) stays fp32
         ffn_out = name.endswith(".output.dense") and not name.endswith("attention.output.dense")
         return isinstance(m, torch.nn.Linear) and ".layer." in f".{name}" and not ffn_out
     quantize_(model, Int8DynamicActivationInt8WeightConfig(), filter_fn=quantized)

@@ -3,8 +3,9 @@
     python bench/bench_precision.py RUN_DIR [RUN_DIR ...] --threads 2 --out bench/results/precision.jsonl
 
 Paths, all with the run's own weights: bortlab fp32 / bf16 / int8 (`bortlab.models.int8`: 7-bit per-channel
-weights, 8-bit per-token activations on oneDNN's kernels); transformers on the exported classifier (`python -m bortlab.export`) in fp32, in bf16,
-with torchao int8 on its encoder layers (bortlab's int8, applied to transformers) and with
+weights, 8-bit per-token activations on oneDNN's kernels, activation outlier columns in fp32); transformers on the exported
+classifier (`python -m bortlab.export`) in fp32, in bf16, with torchao int8 on its encoder layers but the FFN
+output (bortlab's int8 where PyTorch has no oneDNN kernels, applied to transformers) and with
 `torch.ao.quantization.quantize_dynamic` int8 (per-tensor activations: the fastest transformers CPU path,
 deprecated); ONNX Runtime on the exported `model.onnx` in fp32 and dynamically quantized to int8 by
 `onnxruntime.quantization.quantize_dynamic` (int8 weights per output channel, uint8 activations per tensor). Every path sees the

@@ -11,15 +11,14 @@
   oneDNN takes one activation scale per call, so the kernel runs with scale 1 and the row scales are applied to
   its fp32 output, fused with the bias (`addcmul`). Per-token scales keep rows without outliers exact where a
   per-tensor scale (transformers' `quantize_dynamic`) spends the 8 bits on a few outlier channels.
-- Outlier columns go around the integer kernel, in fp32 (`y += x[:, c] @ W[:, c]^T`), so that they set no scale:
-  - `act_outliers`: each call's k input columns of largest |x|, left out of the per-token scales. BERT's
-    LayerNorm outputs have a few channels tens of times larger than the rest (the same ones in every batch);
-    with them inside, every token's other channels lose bits. Their weights come from the int8 copy.
-  - `weight_outliers`: the k input columns of largest |w|, fixed at quantization, left out of the per-channel
-    weight scales (one column of MiniLM's first FFN output weight is 55x the median column's maximum).
-  Measured on the real MiniLM (all RTE and SST-2 dev text, min token cosine to fp32): without them, the QKV
-  projection alone costs 0.991 on SST-2, and int8 FFN output projections 0.973 on RTE; with 4 of each where
-  they are needed, all four projections in int8 keep 0.994 / 0.992.
+- Activation outlier columns go around the integer kernel, in fp32 (`y += x[:, c] @ W[:, c]^T`): each call's
+  `act_outliers` input columns of largest |x| are left out of the per-token scales. BERT's LayerNorm outputs
+  have a few channels tens of times larger than the rest (the same ones in nearly every batch); with them
+  inside, every token's other channels lose bits. Their weights come from the int8 copy. Measured on the real
+  MiniLM (all RTE and SST-2 dev text, min token cosine to fp32): without them, the QKV projection alone costs
+  0.991 on SST-2; with 4 on the QKV and FFN-input projections, the int8 model keeps 0.997 / 0.996.
+  The columns are chosen per call, so a row's output depends a little on the rows batched with it (as with
+  any dynamic quantization whose scales span rows); on BERT the same channels win in nearly every batch.
 
 The kernels are ATen's `onednn::qlinear_prepack` / `onednn::qlinear_pointwise` on plain uint8/int8 tensors: the
 ones PyTorch's x86 int8 compilation lowers to, not the deprecated quantized dtypes (`torch.quantize_per_*`).
@@ -64,22 +63,18 @@ class Int8Linear(nn.Module):
     """An `nn.Linear` for inference in int8 (the module docstring's recipe). Holds the int8 weight as a buffer
     (so state_dict, copy and pickle work) and oneDNN's packed copy of it, made on first use."""
 
-    def __init__(self, linear: nn.Linear, act_outliers: int = 0, weight_outliers: int = 0):
+    def __init__(self, linear: nn.Linear, act_outliers: int = 0):
         super().__init__()
         w = linear.weight.detach().float()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        # at most half the input columns go around the integer kernel: it is meant for a few outliers
-        self.act_outliers = max(0, min(act_outliers, self.in_features // 2))
-        cols = w.abs().amax(0).topk(max(0, min(weight_outliers, self.in_features // 2))).indices.sort().values
-        self.register_buffer("w_cols", cols)                                          # (kw,) input columns
-        self.register_buffer("w_side", w[:, cols].clone())                            # (out, kw) fp32
-        w = w.index_fill(1, cols, 0.0)                    # the integer weights leave those columns out (zeros)
         scale = w.abs().amax(1).clamp(min=1e-12) / W_MAX                          # (out,)
         self.register_buffer("qweight", torch.round(w / scale[:, None]).clamp_(-W_MAX, W_MAX).to(torch.int8))
         self.register_buffer("w_scale", scale)
         self.register_buffer("bias", linear.bias.detach().float().clone() if linear.bias is not None
                              else torch.zeros(w.shape[0]))
         self.register_buffer("w_zero", torch.zeros(w.shape[0], dtype=torch.long), persistent=False)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        # at most half the input columns go around the integer kernel: it is meant for a few outliers
+        self.act_outliers = max(0, min(act_outliers, self.in_features // 2))
         self._packed = self._rows = None
 
     def __getstate__(self):
@@ -94,43 +89,37 @@ class Int8Linear(nn.Module):
         shape = x.shape
         x = x.reshape(-1, shape[-1]).float()                                         # (N, K)
         a = x.abs()
-        if self.w_cols.numel():
-            a.index_fill_(1, self.w_cols, 0.0)          # fp32 columns: outside the scales (their weights are 0)
-        act_cols = None
+        cols = None
         if self.act_outliers and x.shape[0]:
-            act_cols = a.amax(0).topk(self.act_outliers).indices                     # (ka,) this call's outliers
-            a.index_fill_(1, act_cols, 0.0)
+            cols = a.amax(0).topk(self.act_outliers).indices                         # (k,) this call's outliers
+            a.index_fill_(1, cols, 0.0)                                              # outside the scales
         s = a.amax(1, keepdim=True).clamp_(min=1e-12).div_(A_MAX)                   # (N, 1) per-token scale
-        t = x * s.reciprocal()                                       # (N, K), |t| <= 127 outside the fp32 columns
-        if self.w_cols.numel():
-            t.index_fill_(1, self.w_cols, 0.0)                                        # -> the zero point
-        if act_cols is not None:
-            t.index_fill_(1, act_cols, 0.0)
+        t = x * s.reciprocal()                                       # (N, K), |t| <= 127 outside the outliers
+        if cols is not None:
+            t.index_fill_(1, cols, 0.0)                                              # -> the zero point
         # round(t) + ZERO, as t + ZERO + 0.5 truncated by the cast (every value is >= 1.5 there)
         qx = t.add_(ZERO + 0.5).to(torch.uint8)                                      # (N, K)
         y = _matmul(qx, self._packed, self.w_scale, self.w_zero)
         y = torch.addcmul(self.bias, y, s, out=y)                                    # (N, out), in place
-        if self.w_cols.numel():
-            y.addmm_(x.index_select(1, self.w_cols), self.w_side.t())
-        if act_cols is not None:      # their weights from the int8 copy: the activations are what needs fp32
+        if cols is not None:          # their weights from the int8 copy: the activations are what needs fp32
             if self._rows is None:    # the int8 weight transposed once: the columns become contiguous rows
                 self._rows = self.qweight.t().contiguous()                           # (K, out)
-            w = self._rows.index_select(0, act_cols).float().mul_(self.w_scale)      # (ka, out)
-            y.addmm_(x.index_select(1, act_cols), w)
+            w = self._rows.index_select(0, cols).float().mul_(self.w_scale)          # (k, out)
+            y.addmm_(x.index_select(1, cols), w)
         return y.view(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8 (oneDNN, w7 a8 per token)"
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 (oneDNN, w7 a8 per token), act_outliers={self.act_outliers}"
 
 
-def quantize_linears(model: nn.Module, recipe: dict[str, tuple[int, int]]) -> nn.Module:
+def quantize_linears(model: nn.Module, recipe: dict[str, int]) -> nn.Module:
     """Replace, in place, every `nn.Linear` inside the Transformer layers (`layers.N.*`) whose own name is in
-    `recipe` by an `Int8Linear` with that name's (act_outliers, weight_outliers). The other Linears, embeddings,
+    `recipe` by an `Int8Linear` with that many activation outlier columns. The other Linears, embeddings,
     LayerNorms, the pooler and heads stay fp32."""
     for name, module in list(model.named_modules()):
         if not in_layers(name):
             continue
         for child_name, child in list(module.named_children()):
             if type(child) is nn.Linear and child_name in recipe:
-                setattr(module, child_name, Int8Linear(child, *recipe[child_name]))
+                setattr(module, child_name, Int8Linear(child, recipe[child_name]))
     return model

@@ -1,6 +1,6 @@
 """bortlab's int8 Linear against integer arithmetic done here in int64: the quantization recipe (7-bit weights per
-channel, 8-bit activations per token, activation outlier columns in fp32) and oneDNN's kernel, including inputs that would
-overflow AVX2's int16 pair sums with 8-bit weights."""
+channel, 8-bit activations per token, activation outlier columns in fp32) and oneDNN's kernel, including inputs
+that would overflow AVX2's int16 pair sums with 8-bit weights."""
 from __future__ import annotations
 
 import copy

@@ -79,7 +79,8 @@ class Int8Linear(nn.Module):
 
     def __getstate__(self):
         state = super().__getstate__().copy()
-        state["_packed"] = state["_rows"] = None           # oneDNN's opaque tensor has no storage to copy; repacked on first use
+        # derived copies, remade on first use: oneDNN's opaque packed tensor has no storage to copy
+        state["_packed"] = state["_rows"] = None
         return state
 
     @torch.no_grad()                      # inference only: the integer kernel has no backward
@@ -109,7 +110,8 @@ class Int8Linear(nn.Module):
         return y.view(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8 (oneDNN, w7 a8 per token), act_outliers={self.act_outliers}"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, int8 (oneDNN, w7 a8 per token), "
+                f"act_outliers={self.act_outliers}")
 
 
 def quantize_linears(model: nn.Module, recipe: dict[str, int]) -> nn.Module:

@@ -110,3 +110,39 @@ def test_only_the_transformer_layers_are_quantized():
     assert (layer.qkv.act_outliers, layer.attn_out.act_outliers, layer.ffn_in.act_outliers) == (2, 0, 1)
     ids = torch.randint(0, 100, (2, 9))
     assert model(ids, attention_mask=torch.ones_like(ids)).shape == (2, 3)
+
+
+def test_bf16_inputs_give_the_fp32_result_in_bf16():
+    torch.manual_seed(2)
+    q = int8.Int8Linear(nn.Linear(64, 48), act_outliers=2)
+    x = torch.randn(9, 64).bfloat16()
+    y = q(x)
+    assert y.dtype == torch.bfloat16 and torch.equal(y, q(x.float()).bfloat16())
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_int8_runs_the_rest_in_bf16_only_where_the_cpu_computes_in_it(monkeypatch, native):
+    import bortlab.models.precision as prec
+    from bortlab.models.arch import Arch
+    from bortlab.models.encoder import Encoder
+    from bortlab.models.heads import SequenceClassifier
+
+    monkeypatch.setattr(prec, "native_bf16", lambda device="cpu": native)
+    torch.manual_seed(3)
+    fp32 = SequenceClassifier(Encoder(Arch(depth=2, heads=2, hidden=32, intermediate=64, vocab_size=100,
+                                           max_positions=64, pooler=True)), 3).eval()
+    model = prec.apply_precision(copy.deepcopy(fp32), "int8")
+    rest = torch.bfloat16 if native else torch.float32
+    assert ("the rest bf16" if native else "the rest fp32") in prec.int8_recipe()
+    layer = model.encoder.layers[0]
+    assert layer.ffn_out.weight.dtype == model.encoder.word_embeddings.weight.dtype == model.classifier.weight.dtype == rest
+    assert layer.ln1.weight.dtype == rest
+    # the int8 layers keep their scales and bias in fp32 whatever the rest is
+    assert layer.qkv.w_scale.dtype == layer.qkv.bias.dtype == torch.float32 and layer.qkv.qweight.dtype == torch.int8
+    ids = torch.randint(0, 100, (4, 11))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    with torch.inference_mode():
+        got, ref = model(ids, attention_mask=mask), fp32(ids, attention_mask=mask)
+    assert got.dtype == rest
+    assert torch.allclose(got.float(), ref, atol=0.05), (got, ref)

@@ -124,9 +124,13 @@ def main(argv=None) -> None:
     ap.add_argument("--max-batches", type=int, default=None, help="use only the first N RTE batches (quick runs)")
     ap.add_argument("--precisions", default="", help="also time bortlab in these precisions (e.g. bf16,int8) "
                     "against transformers fp32, its per-tensor int8 quantize_dynamic, bf16 and torchao int8, on "
-                    "1 x 128, B x 128, RTE and SST-2 dev; adds a second table")
+                    "1 x 128, B x 128, RTE and SST-2 dev; adds a second table. int8-fp32: int8 with the rest in "
+                    "fp32 on any CPU (what precision=int8 is on CPUs without native bf16)")
     ap.add_argument("--only-precisions", action="store_true", help="skip the fp32 table")
     args = ap.parse_args(argv)
+    bad = [p for p in args.precisions.split(",") if p and p not in BORTLAB_PATHS]
+    if bad:
+        ap.error(f"--precisions {','.join(bad)}: the choices are {', '.join(BORTLAB_PATHS)}")
     torch.set_num_threads(args.threads)
     from transformers import AutoTokenizer
     from transformers.utils import logging as tlog
@@ -144,13 +148,14 @@ def main(argv=None) -> None:
           f"bortlab attention on padded batches: {args.attention}\n")
     if args.only_precisions:
         precision_table(args, tokenizer)
+        print(f"\nload average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         return
     head = "| shape | workload | bortlab | HF sdpa | HF eager | HF sdpa / bortlab | HF eager / bortlab | max abs diff |"
     print(head + "\n|" + "---|" * 8)
     with tempfile.TemporaryDirectory() as work:
         for shape in args.shapes.split(","):
             arch, models = build(shape, work)
-            models["bortlab"].per_sequence_attention = {"auto": None, "grid": False, "per-sequence": True}[args.attention]
+            models["bortlab"].per_sequence_attention = ATTENTION[args.attention]
             g = torch.Generator().manual_seed(0)
             ids = torch.randint(1000, min(arch.vocab_size, 30000), (args.batch_size, args.length), generator=g)
             fixed = [{"input_ids": ids, "attention_mask": torch.ones_like(ids),          # 5 timed calls per repeat
@@ -195,12 +200,27 @@ def unpadded(arch, batch: int, length: int, calls: int, g: torch.Generator) -> l
              "token_type_ids": torch.zeros_like(ids) if arch.type_vocab_size > 1 else None}] * calls
 
 
+ATTENTION = {"auto": None, "grid": False, "per-sequence": True}      # --attention -> Encoder.per_sequence_attention
+BORTLAB_PATHS = ("bf16", "int8", "int8-fp32")
+
+
+def bortlab_path(model, path: str):
+    """bortlab's encoder in one of BORTLAB_PATHS; int8-fp32 is int8 with the rest in fp32 whatever the CPU."""
+    from bortlab.models.precision import INT8_RECIPE, apply_precision
+
+    if path == "int8-fp32":
+        from bortlab.models import int8
+
+        return int8.quantize_linears(model.eval(), INT8_RECIPE)
+    return apply_precision(model, path)
+
+
 def precision_table(args, tokenizer) -> None:
     """bortlab fp32/bf16/int8 against transformers fp32 (sdpa), its per-tensor int8 (fast, unfaithful) and its
     faithful fast paths (bf16, torchao int8), interleaved as above, on 1 x 128, B x 128 and the real RTE and
     SST-2 dev lengths; fidelity = min cosine of real-token hidden states to transformers fp32 on real RTE."""
     precisions = [p for p in args.precisions.split(",") if p]
-    from bortlab.models.precision import apply_precision, cpu_name, native_bf16, native_int8
+    from bortlab.models.precision import cpu_name, native_bf16, native_int8
 
     # transformers' faithful fast paths only where they are fast: without AVX512-BF16 / VNNI they are emulated,
     # 5-20x slower than fp32 (measured), and a dev pass would take minutes without telling anything new
@@ -217,9 +237,10 @@ def precision_table(args, tokenizer) -> None:
     with tempfile.TemporaryDirectory() as work:
         for shape in args.shapes.split(","):
             arch, base = build(shape, work)
+            base["bortlab"].per_sequence_attention = ATTENTION[args.attention]
             models = {"bortlab fp32": base["bortlab"]}
             for p in precisions:
-                models[f"bortlab {p}"] = apply_precision(copy.deepcopy(base["bortlab"]), p)
+                models[f"bortlab {p}"] = bortlab_path(copy.deepcopy(base["bortlab"]), p)
             models["HF fp32"] = base["hf_sdpa"]
             models["HF int8 dynamic"] = torch.ao.quantization.quantize_dynamic(
                 copy.deepcopy(base["hf_sdpa"]), {torch.nn.Linear}, dtype=torch.qint8)

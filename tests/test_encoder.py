@@ -95,6 +95,29 @@ def test_left_padding_and_an_empty_row():
             assert torch.isfinite(got).all()
 
 
+@pytest.mark.parametrize("threads, grad, per_sequence", [
+    (1, False, True), (1, True, True), (2, False, True), (2, True, False), (3, False, False)])
+def test_the_default_attention_layout_follows_threads_and_grad(monkeypatch, threads, grad, per_sequence):
+    # per sequence = one SDPA call per non-empty sequence and layer; the grid = one call per layer
+    import bortlab.models.encoder as encoder_module
+
+    arch = SHAPES[1]
+    enc = Encoder(arch).eval()
+    ids, mask, types = _batch(arch)
+    calls = []
+    sdpa = encoder_module.F.scaled_dot_product_attention
+    monkeypatch.setattr(encoder_module.F, "scaled_dot_product_attention",
+                        lambda *a, **k: calls.append(1) or sdpa(*a, **k))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.set_grad_enabled(grad):
+            enc(ids, mask, types)
+    finally:
+        torch.set_num_threads(before)
+    assert len(calls) == arch.depth * (ids.shape[0] if per_sequence else 1)
+
+
 @pytest.mark.parametrize("arch", [SHAPES[1], SHAPES[2], SHAPES[4]], ids=str)
 def test_gradients_equal_on_both_paths(arch):
     arch = arch.replace(dropout=0.0, attention_dropout=0.0)

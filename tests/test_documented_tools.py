@@ -47,6 +47,7 @@ PARSE = {          # pattern -> why it is not run here
     r"^bench/bench_agora_theta\.py --rank-on run --": "not run yet: 33 jobs, about 1.5 hours",
     r"^bench/bench_(encoder|presets|roofline)\.py ": "times models for minutes",
     r"^bench/bench_precision\.py ": "times three fine-tuned runs",
+    r"^bench/bench_fidelity\.py ": "a minute or more of MiniLM on every RTE and SST-2 dev row",
     r"^bench/bench_finetune\.py --task superglue/": "fine-tunes for an hour or more, with no --out to resume from",
     r"^bench/multirc_truncation\.py ": "scores a MultiRC run",
     r"^bench/bench_fptas\.py synthetic": "a minute of synthetic instances; tests/test_fptas.py checks the search",

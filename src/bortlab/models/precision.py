@@ -14,8 +14,8 @@
   input. Embeddings, LayerNorms, attention, the pooler and the head stay fp32 too, except on a CPU with
   native bf16 (AVX512-BF16/AMX), where all of these run in bf16 (the int8 kernels' scales and bias stay fp32):
   on a 2-core AVX512-BF16 EPYC that made int8 1.10-1.26x faster (`bench_encoder.py --precisions
-  int8,int8-fp32`), at min token cosine 0.9965 (RTE) / 0.9948 (SST-2) to fp32 on all their dev text, against
-  0.9955 / 0.9956 with the rest in fp32.
+  int8,int8-fp32`), at min token cosine 0.9962 (RTE) / 0.9954 (SST-2) to fp32 on all their dev text, against
+  0.9955 / 0.9956 with the rest in fp32 (`bench_fidelity.py`).
   Where PyTorch has no oneDNN int8 kernels (non-x86 builds) torchao's int8 dynamic quantization (same scales,
   8-bit weights, no outlier columns) is used instead; it is fast only with VNNI.
 

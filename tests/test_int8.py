@@ -4,6 +4,7 @@ that would overflow AVX2's int16 pair sums with 8-bit weights."""
 from __future__ import annotations
 
 import copy
+import os
 import pickle
 
 import pytest
@@ -146,3 +147,92 @@ def test_int8_runs_the_rest_in_bf16_only_where_the_cpu_computes_in_it(monkeypatc
         got, ref = model(ids, attention_mask=mask), fp32(ids, attention_mask=mask)
     assert got.dtype == rest
     assert torch.allclose(got.float(), ref, atol=0.05), (got, ref)
+
+
+# ---- the fused C++ passes (int8_fused) against the eager PyTorch path ----------------------------------------
+
+@pytest.fixture(scope="module")
+def fused():
+    from bortlab.models import int8_fused
+
+    k = int8_fused.kernels()
+    if k is None:
+        # under CI the build must work: a skip here would leave the path users run untested
+        assert not os.environ.get("CI"), "the fused int8 kernels did not build under CI (see the warning above)"
+        pytest.skip("the fused int8 kernels could not be built here (no C++ compiler or ninja)")
+    return k
+
+
+def eager_quantize(x: torch.Tensor, cols: torch.Tensor):
+    """The activation quantization in plain torch ops, as the eager path does it."""
+    x = x.float()
+    s = x.abs().index_fill(1, cols, 0.0).amax(1, keepdim=True).clamp(min=1e-12) / int8.A_MAX
+    t = (x * s.reciprocal()).index_fill(1, cols, 0.0) + (int8.ZERO + 0.5)
+    return t.to(torch.int16).to(torch.uint8), s
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("n,k", [(1, 0), (37, 4), (300, 3), (64, 8)])
+def test_fused_quantization_is_bit_identical_to_eager(fused, dtype, n, k):
+    torch.manual_seed(n)
+    x = torch.randn(n, 200)
+    x[:, [3, 90]] *= 50                                       # outlier channels
+    x = x.to(dtype)
+    cols = x.float().abs().amax(0).topk(k).indices
+    assert torch.equal(fused.col_absmax(x), x.float().abs().amax(0))
+    q, s = fused.quantize(x, cols)
+    q_ref, s_ref = eager_quantize(x, cols)
+    assert torch.equal(s, s_ref) and torch.equal(q, q_ref)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("k", [0, 3, 4])                       # 3: the generic outlier loop; 0 and 4: unrolled
+def test_fused_linear_equals_the_eager_path(fused, k, threads):
+    torch.manual_seed(k)
+    q = int8.Int8Linear(nn.Linear(256, 300), act_outliers=k)
+    x = torch.randn(2, 61, 256)
+    x[..., 11] *= 40
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = q(x)                                            # the fused path: built, fp32 input
+        ref = q._eager(x.reshape(-1, 256)).view(2, 61, 300)
+        got_bf16 = q(x.bfloat16())
+    finally:
+        torch.set_num_threads(before)
+    # the same recipe; only the order of the outlier columns' fp32 additions differs
+    assert torch.allclose(got, ref, rtol=1e-6, atol=1e-6)
+    ref_bf16 = q._eager(x.bfloat16().reshape(-1, 256)).view(2, 61, 300).bfloat16()
+    assert got_bf16.dtype == torch.bfloat16
+    # bf16 rounding of nearly equal fp32 values: at most one bf16 step apart
+    assert ((got_bf16.float() - ref_bf16.float()).abs() <= ref_bf16.float().abs() * 2 ** -7 + 1e-6).all()
+    assert q(torch.zeros(0, 256)).shape == (0, 300)
+
+
+def test_without_the_fused_kernels_int8_runs_eager_and_says_why(monkeypatch, caplog):
+    from torch.utils import cpp_extension
+
+    from bortlab.models import int8_fused
+
+    torch.manual_seed(5)
+    lin = nn.Linear(96, 40)
+    x = torch.randn(23, 96)
+    x[:, 7] *= 40
+    try:
+        monkeypatch.setenv("BORTLAB_FUSED_INT8", "0")
+        int8_fused.kernels.cache_clear()
+        assert int8_fused.kernels() is None
+        got = int8.Int8Linear(lin, act_outliers=2)(x).double()
+        assert (got - reference(lin, x, 2)).abs().max() < 1e-3 * got.abs().max()
+
+        monkeypatch.setenv("BORTLAB_FUSED_INT8", "1")
+        int8_fused.kernels.cache_clear()
+
+        def no_compiler(*a, **kw):
+            raise RuntimeError("Error building extension: g++: not found")
+        monkeypatch.setattr(cpp_extension, "load", no_compiler)
+        with caplog.at_level("WARNING", logger="bortlab.models.int8_fused"):
+            assert int8_fused.kernels() is None
+        assert "could not be built" in caplog.text and "g++: not found" in caplog.text and "BORTLAB_FUSED_INT8=0" in caplog.text
+    finally:
+        int8_fused.kernels.cache_clear()

@@ -22,6 +22,9 @@
 
 The kernels are ATen's `onednn::qlinear_prepack` / `onednn::qlinear_pointwise` on plain uint8/int8 tensors: the
 ones PyTorch's x86 int8 compilation lowers to, not the deprecated quantized dtypes (`torch.quantize_per_*`).
+The elementwise work around them (the scales, the uint8 cast, then the row scales, bias, outlier columns and the
+cast back) runs in two fused C++ passes (`int8_fused`, built for this CPU on first use) instead of about fifteen
+eager ops, which on short sequences cost as much as the matmul; where they cannot be built, in eager PyTorch.
 """
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ import functools
 
 import torch
 from torch import nn
+
+from bortlab.models import int8_fused
 
 W_MAX = 63          # 7-bit weights: no int16 saturation in AVX2's u8 x s8 pair sums (see above)
 A_MAX = 127         # 8-bit activations, symmetric: uint8 = round(x / s) + ZERO
@@ -88,8 +93,30 @@ class Int8Linear(nn.Module):
         """(..., in) fp32 or bf16 -> (..., out) in x's dtype; scales, bias and outlier columns in fp32."""
         if self._packed is None:
             self._packed = torch.ops.onednn.qlinear_prepack(self.qweight, None)
+        if self._rows is None and self.act_outliers:   # the int8 weight transposed once: columns become rows
+            self._rows = self.qweight.t().contiguous()                               # (K, out)
         shape, dtype = x.shape, x.dtype
-        x = x.reshape(-1, shape[-1]).float()                                         # (N, K)
+        x = x.reshape(-1, shape[-1])                                                 # (N, K)
+        fused = int8_fused.kernels() if dtype in (torch.float32, torch.bfloat16) else None
+        y = (self._fused if fused is not None else self._eager)(x.contiguous(), fused)
+        return y.view(*shape[:-1], self.out_features).to(dtype)
+
+    def _outlier_weights(self, cols: torch.Tensor) -> torch.Tensor:
+        """(k, out) fp32: the outlier columns' weights from the int8 copy (the activations are what needs fp32)."""
+        return self._rows.index_select(0, cols).float().mul_(self.w_scale)
+
+    def _fused(self, x: torch.Tensor, k) -> torch.Tensor:
+        """The recipe with its elementwise work in two fused passes (`int8_fused`); the eager path's numbers."""
+        cols = (k.col_absmax(x).topk(self.act_outliers).indices if self.act_outliers and x.shape[0]
+                else torch.zeros(0, dtype=torch.long))                               # (k,) this call's outliers
+        qx, s = k.quantize(x, cols)                                                  # (N, K) uint8, (N, 1)
+        y = _matmul(qx, self._packed, self.w_scale, self.w_zero)                     # (N, out) fp32
+        w = self._outlier_weights(cols) if cols.numel() else torch.zeros(0, self.out_features)
+        return k.epilogue(y, s, self.bias, x.index_select(1, cols).float(), w, x.dtype == torch.bfloat16)
+
+    def _eager(self, x: torch.Tensor, _=None) -> torch.Tensor:
+        """The recipe in plain PyTorch ops (where the fused kernels cannot be built)."""
+        x = x.float()
         a = x.abs()
         cols = None
         if self.act_outliers and x.shape[0]:
@@ -104,12 +131,9 @@ class Int8Linear(nn.Module):
         qx = t.add_(ZERO + 0.5).to(torch.int16).to(torch.uint8)                      # (N, K)
         y = _matmul(qx, self._packed, self.w_scale, self.w_zero)
         y = torch.addcmul(self.bias, y, s, out=y)                                    # (N, out), in place
-        if cols is not None:          # their weights from the int8 copy: the activations are what needs fp32
-            if self._rows is None:    # the int8 weight transposed once: the columns become contiguous rows
-                self._rows = self.qweight.t().contiguous()                           # (K, out)
-            w = self._rows.index_select(0, cols).float().mul_(self.w_scale)          # (k, out)
-            y.addmm_(x.index_select(1, cols), w)
-        return y.view(*shape[:-1], self.out_features).to(dtype)
+        if cols is not None:
+            y.addmm_(x.index_select(1, cols), self._outlier_weights(cols))
+        return y
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, int8 (oneDNN, w7 a8 per token), "

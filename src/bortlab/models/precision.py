@@ -139,13 +139,16 @@ def _int8_rest_in_bf16(model: torch.nn.Module | None = None) -> bool:
 def int8_recipe() -> str:
     """What `precision=int8` does on this PyTorch build, for benchmark records: results of one recipe are not
     results of the other."""
-    from bortlab.models import int8
+    from bortlab.models import int8, int8_fused
 
     quantized = "+".join(INT8_RECIPE)
     if int8.available():
         side = ", ".join(f"{n} {k}" for n, k in INT8_RECIPE.items() if k)
         rest = "bf16" if _int8_rest_in_bf16() else "fp32"
-        return f"oneDNN w7/channel a8/token on {quantized}, fp32 activation outlier columns: {side}; the rest {rest}"
+        # the same numbers either way, not the same speed: a benchmark row of one is not a row of the other
+        around = "fused C++" if int8_fused.kernels() is not None else "eager"
+        return (f"oneDNN w7/channel a8/token on {quantized}, fp32 activation outlier columns: {side}; the rest {rest}; "
+                f"quantization {around}")
     return f"torchao w8/channel a8/token on {quantized}"
 
 

@@ -142,7 +142,8 @@ def main(argv=None) -> None:
     ap.add_argument("--precisions", default="", help="also time bortlab in these precisions (e.g. bf16,int8) "
                     "against transformers fp32, its per-tensor int8 quantize_dynamic, bf16 and torchao int8, on "
                     "1 x 128, B x 128, RTE and SST-2 dev; adds a second table. int8-fp32: int8 with the rest in "
-                    "fp32 on any CPU (what precision=int8 is on CPUs without native bf16)")
+                    "fp32 on any CPU (what precision=int8 is on CPUs without native bf16); int8-eager: int8 with its "
+                    "quantization in eager ops, not the fused C++ passes")
     ap.add_argument("--only-precisions", action="store_true", help="skip the fp32 table")
     args = ap.parse_args(argv)
     bad = [p for p in args.precisions.split(",") if p and p not in BORTLAB_PATHS]
@@ -218,18 +219,22 @@ def unpadded(arch, batch: int, length: int, calls: int, g: torch.Generator) -> l
 
 
 ATTENTION = {"auto": None, "grid": False, "per-sequence": True}      # --attention -> Encoder.per_sequence_attention
-BORTLAB_PATHS = ("bf16", "int8", "int8-fp32")
+BORTLAB_PATHS = ("bf16", "int8", "int8-fp32", "int8-eager")
 
 
 def bortlab_path(model, path: str):
-    """bortlab's encoder in one of BORTLAB_PATHS; int8-fp32 is int8 with the rest in fp32 whatever the CPU."""
+    """bortlab's encoder in one of BORTLAB_PATHS; int8-fp32 is int8 with the rest in fp32 whatever the CPU;
+    int8-eager is int8 with its quantization in eager PyTorch ops instead of the fused C++ passes."""
+    from bortlab.models import int8
     from bortlab.models.precision import INT8_RECIPE, apply_precision
 
     if path == "int8-fp32":
-        from bortlab.models import int8
-
         return int8.quantize_linears(model.eval(), INT8_RECIPE)
-    return apply_precision(model, path)
+    model = apply_precision(model, path.removesuffix("-eager"))
+    for m in model.modules():
+        if isinstance(m, int8.Int8Linear):
+            m.fused = path != "int8-eager"
+    return model
 
 
 def precision_table(args, tokenizer) -> None:

@@ -207,6 +207,8 @@ def test_fused_linear_equals_the_eager_path(fused, k, threads):
     # bf16 rounding of nearly equal fp32 values: at most one bf16 step apart
     assert ((got_bf16.float() - ref_bf16.float()).abs() <= ref_bf16.float().abs() * 2 ** -7 + 1e-6).all()
     assert q(torch.zeros(0, 256)).shape == (0, 300)
+    q.fused = False                                           # the per-module switch: eager ops, the same numbers
+    assert torch.equal(q(x), ref) and "fused=False" in repr(q)
 
 
 def test_without_the_fused_kernels_int8_runs_eager_and_says_why(monkeypatch, caplog):

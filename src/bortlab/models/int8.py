@@ -80,6 +80,7 @@ class Int8Linear(nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
         # at most half the input columns go around the integer kernel: it is meant for a few outliers
         self.act_outliers = max(0, min(act_outliers, self.in_features // 2))
+        self.fused = True     # the elementwise work in int8_fused's C++ passes where they build; False: eager ops
         self._packed = self._rows = None
 
     def __getstate__(self):
@@ -97,7 +98,8 @@ class Int8Linear(nn.Module):
             self._rows = self.qweight.t().contiguous()                               # (K, out)
         shape, dtype = x.shape, x.dtype
         x = x.reshape(-1, shape[-1])                                                 # (N, K)
-        fused = int8_fused.kernels() if dtype in (torch.float32, torch.bfloat16) else None
+        # (getattr: Int8Linears pickled before the switch existed)
+        fused = int8_fused.kernels() if getattr(self, "fused", True) and dtype in (torch.float32, torch.bfloat16) else None
         y = (self._fused if fused is not None else self._eager)(x.contiguous(), fused)
         return y.view(*shape[:-1], self.out_features).to(dtype)
 
@@ -137,7 +139,7 @@ class Int8Linear(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, int8 (oneDNN, w7 a8 per token), "
-                f"act_outliers={self.act_outliers}")
+                f"act_outliers={self.act_outliers}, fused={getattr(self, 'fused', True)}")
 
 
 def quantize_linears(model: nn.Module, recipe: dict[str, int]) -> nn.Module:

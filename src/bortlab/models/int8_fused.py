@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from bortlab.models.cpu import cpu_flags, cpu_model
+
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("int8_fused.cpp")
@@ -34,8 +36,6 @@ def enabled() -> bool:
 
 def build_name() -> str:
     """One build per source, flags, PyTorch version and CPU: -march=native code must not run on another CPU."""
-    from bortlab.models.precision import cpu_flags, cpu_model
-
     key = "\n".join([SOURCE.read_text(), " ".join(CFLAGS), torch.__version__, cpu_model(), " ".join(sorted(cpu_flags()))])
     return "bortlab_int8_fused_" + hashlib.sha1(key.encode()).hexdigest()[:12]
 

@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import functools
 import logging
-from pathlib import Path
 
 import torch
 
 from bortlab.config import SetupError
+from bortlab.models.cpu import cpu_flags
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +52,6 @@ def check_precision(precision: str, key: str = "precision") -> str:
         raise SetupError(f"{key}={precision!r} is not one of {', '.join(PRECISIONS)}: fp32 (as trained), bf16 "
                          "(fast on CPUs with AVX512-BF16/AMX, faithful), int8 (per-token, 4x smaller layers, fast on x86).")
     return p
-
-
-def _cpuinfo(field: str) -> str | None:
-    """The first `field` line of /proc/cpuinfo (Linux), or None where there is none."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(field):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags from /proc/cpuinfo; empty where there is none."""
-    return set((_cpuinfo("flags") or "").split())
 
 
 @functools.lru_cache(maxsize=None)
@@ -88,13 +72,6 @@ def native_int8() -> bool:
     int8 matmuls need to be fast; without them they are far slower than fp32."""
     probe = getattr(torch.cpu, "_is_avx512_vnni_supported", None)
     return bool((callable(probe) and probe()) or cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (e.g. "AMD EPYC"), or the platform's answer elsewhere."""
-    import platform
-
-    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def cpu_name() -> str:

@@ -35,7 +35,8 @@ def machine() -> str:
     """What latency was measured on: the CPU, its bf16/int8 support, the torch build."""
     import torch
 
-    from bortlab.models.precision import cpu_model, cpu_name
+    from bortlab.models.cpu import cpu_model
+    from bortlab.models.precision import cpu_name
 
     return f"{cpu_model()} ({cpu_name()}), torch {torch.__version__}"
 

@@ -6,7 +6,7 @@ offset, two casts, then the row scales, bias, outlier columns and the cast back)
 passes, with the same arithmetic: the uint8 activations and row scales are bit-identical to the eager path's, the
 outputs equal to fp32 rounding (tests/test_int8.py).
 
-They are compiled with `torch.utils.cpp_extension` (a C++ compiler and ninja are needed; ~40 s, once per machine
+They are compiled with `torch.utils.cpp_extension` (a C++ compiler and ninja are needed; ~50 s here, once per machine
 and PyTorch version, cached under torch's extension root). Where that fails, int8 runs the eager path and says so
 once. `BORTLAB_FUSED_INT8=0` chooses the eager path.
 """

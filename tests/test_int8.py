@@ -1,6 +1,6 @@
 """bortlab's int8 Linear against integer arithmetic done here in int64: the quantization recipe (7-bit weights per
-channel, 8-bit activations per token, activation outlier columns in fp32) and oneDNN's kernel, including inputs
-that would overflow AVX2's int16 pair sums with 8-bit weights."""
+channel, 8-bit activations per token, activation and weight outlier columns in fp32) and oneDNN's kernel, including
+inputs that would overflow AVX2's int16 pair sums with 8-bit weights."""
 from __future__ import annotations
 
 import copy
@@ -15,20 +15,23 @@ int8 = pytest.importorskip("bortlab.models.int8")
 pytestmark = pytest.mark.skipif(not int8.available(), reason="this PyTorch build has no oneDNN int8 kernels")
 
 
-def reference(linear: nn.Linear, x: torch.Tensor, act_outliers: int = 0) -> torch.Tensor:
+def reference(linear: nn.Linear, x: torch.Tensor, act_outliers: int = 0, weight_outliers: int = 0) -> torch.Tensor:
     """The recipe in exact integer arithmetic: symmetric per-channel weights in [-63, 63], symmetric per-row
-    activations in [-127, 127], int64 dot products, then both scales and the bias in float64. This batch's
-    `act_outliers` columns of largest |x| are left out of the activations and added in float64, times their
-    7-bit weights."""
+    activations in [-127, 127], int64 dot products, then both scales and the bias in float64. The
+    `weight_outliers` input columns of largest |w| are left out of the weights and added in float64 with their
+    exact weights; of the other columns, this batch's `act_outliers` of largest |x| are left out of the
+    activations and added in float64, times their 7-bit weights."""
     w, x = linear.weight.detach().double(), x.double()
-    w_scale = w.abs().amax(1) / 63
-    qw = torch.round(w / w_scale[:, None]).long()
-    ac = x.abs().amax(0).topk(act_outliers).indices
-    x_in = x.index_fill(1, ac, 0.0)
+    wc = w.abs().amax(0).topk(weight_outliers).indices
+    w_in = w.index_fill(1, wc, 0.0)
+    w_scale = w_in.abs().amax(1) / 63
+    qw = torch.round(w_in / w_scale[:, None]).long()
+    ac = x.abs().amax(0).index_fill(0, wc, -1.0).topk(act_outliers).indices
+    x_in = x.index_fill(1, torch.cat([wc, ac]), 0.0)
     x_scale = x_in.abs().amax(1, keepdim=True) / 127
     qx = torch.round(x_in / x_scale).long()
     y = (qx @ qw.t()).double() * x_scale * w_scale + linear.bias.detach().double()
-    return y + x[:, ac] @ (qw[:, ac].double() * w_scale[:, None]).t()
+    return y + x[:, ac] @ (qw[:, ac].double() * w_scale[:, None]).t() + x[:, wc] @ w[:, wc].t()
 
 
 def test_matches_exact_integer_arithmetic():
@@ -54,6 +57,27 @@ def test_outlier_columns_match_exact_arithmetic_and_help():
     exact = lin(x).double().detach()
     plain = (int8.Int8Linear(lin)(x).double() - exact).norm()
     assert (got - exact).norm() < 0.5 * plain           # around the kernel, the outliers no longer set the scales
+
+
+@pytest.mark.parametrize("fused_ops", [True, False])
+def test_weight_outlier_columns_match_exact_arithmetic_and_help(fused_ops):
+    torch.manual_seed(4)
+    lin = nn.Linear(96, 40)
+    with torch.no_grad():
+        lin.weight[:, [5, 61, 62]] *= 30                 # a few input columns with large weights, as BERT's FFN output has
+    x = torch.randn(23, 96)
+    x[:, 7] *= 40                                       # and an activation outlier
+    q = int8.Int8Linear(lin, act_outliers=2, weight_outliers=3)
+    q.fused = fused_ops
+    assert sorted(q.w_cols.tolist()) == [5, 61, 62]
+    got, ref = q(x).double(), reference(lin, x, 2, 3)
+    assert (got - ref).abs().max() < 1e-3 * ref.abs().max()
+    exact = lin(x).double().detach()
+    without = (int8.Int8Linear(lin, act_outliers=2)(x).double() - exact).norm()
+    assert (got - exact).norm() < 0.5 * without         # the large columns no longer set every channel's scale
+    only_fixed = int8.Int8Linear(lin, weight_outliers=3)  # no activation outliers: the fixed columns alone
+    only_fixed.fused = fused_ops
+    assert (only_fixed(x).double() - reference(lin, x, 0, 3)).abs().max() < 1e-3 * ref.abs().max()
 
 
 def test_outlier_columns_on_empty_and_narrow_inputs():
@@ -87,8 +111,8 @@ def test_shapes_copies_and_state_dict():
     y = q(x)
     assert y.shape == (2, 5, 24)
     assert torch.equal(copy.deepcopy(q)(x), y) and torch.equal(pickle.loads(pickle.dumps(q))(x), y)
-    assert set(q.state_dict()) == {"qweight", "w_scale", "bias"} and q.qweight.dtype == torch.int8
-    q2 = int8.Int8Linear(lin, act_outliers=2)
+    assert set(q.state_dict()) == {"qweight", "w_scale", "bias", "w_cols", "w_outliers"} and q.qweight.dtype == torch.int8
+    q2 = int8.Int8Linear(lin, act_outliers=2, weight_outliers=1)
     q2(x)                                               # packed weights and the transposed copy made: not pickled
     assert torch.equal(copy.deepcopy(q2)(x), q2(x)) and torch.equal(pickle.loads(pickle.dumps(q2))(x), q2(x))
     assert int(q.qweight.abs().max()) == 63
@@ -101,14 +125,15 @@ def test_only_the_transformer_layers_are_quantized():
     from bortlab.models.heads import SequenceClassifier
 
     enc = Encoder(Arch(depth=2, heads=2, hidden=32, intermediate=64, vocab_size=100, max_positions=64, pooler=True))
-    recipe = {"qkv": 2, "attn_out": 0, "ffn_in": 1}
+    recipe = {"qkv": 2, "attn_out": 0, "ffn_out": (1, 3)}      # (activation, weight) outlier columns
     model = int8.quantize_linears(SequenceClassifier(enc, 3).eval(), recipe)
     kinds = {name: type(m).__name__ for name, m in model.named_modules() if isinstance(m, (nn.Linear, int8.Int8Linear))}
     assert {n for n, k in kinds.items() if k == "Int8Linear"} == {
-        f"encoder.layers.{i}.{p}" for i in range(2) for p in ("qkv", "attn_out", "ffn_in")}
-    assert kinds["encoder.pooler"] == kinds["classifier"] == kinds["encoder.layers.0.ffn_out"] == "Linear"
+        f"encoder.layers.{i}.{p}" for i in range(2) for p in ("qkv", "attn_out", "ffn_out")}
+    assert kinds["encoder.pooler"] == kinds["classifier"] == kinds["encoder.layers.0.ffn_in"] == "Linear"
     layer = model.encoder.layers[1]
-    assert (layer.qkv.act_outliers, layer.attn_out.act_outliers, layer.ffn_in.act_outliers) == (2, 0, 1)
+    assert (layer.qkv.act_outliers, layer.attn_out.act_outliers, layer.ffn_out.act_outliers) == (2, 0, 1)
+    assert (len(layer.qkv.w_cols), len(layer.ffn_out.w_cols)) == (0, 3)
     ids = torch.randint(0, 100, (2, 9))
     assert model(ids, attention_mask=torch.ones_like(ids)).shape == (2, 3)
 
@@ -136,10 +161,11 @@ def test_int8_runs_the_rest_in_bf16_only_where_the_cpu_computes_in_it(monkeypatc
     rest = torch.bfloat16 if native else torch.float32
     assert ("the rest bf16" if native else "the rest fp32") in prec.int8_recipe()
     layer = model.encoder.layers[0]
-    assert layer.ffn_out.weight.dtype == model.encoder.word_embeddings.weight.dtype == model.classifier.weight.dtype == rest
+    assert model.encoder.pooler.weight.dtype == model.encoder.word_embeddings.weight.dtype == model.classifier.weight.dtype == rest
     assert layer.ln1.weight.dtype == rest
     # the int8 layers keep their scales and bias in fp32 whatever the rest is
     assert layer.qkv.w_scale.dtype == layer.qkv.bias.dtype == torch.float32 and layer.qkv.qweight.dtype == torch.int8
+    assert layer.ffn_out.w_outliers.dtype == torch.float32 and len(layer.ffn_out.w_cols) == prec.INT8_RECIPE["ffn_out"][1]
     ids = torch.randint(0, 100, (4, 11))
     mask = torch.ones_like(ids)
     mask[1, 6:] = 0
@@ -186,10 +212,10 @@ def test_fused_quantization_is_bit_identical_to_eager(fused, dtype, n, k):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("k", [0, 3, 4])                       # 3: the generic outlier loop; 0 and 4: unrolled
-def test_fused_linear_equals_the_eager_path(fused, k, threads):
+@pytest.mark.parametrize("k,kw", [(0, 0), (3, 0), (4, 0), (0, 8), (4, 8)])   # 3 and 12: the generic outlier loop
+def test_fused_linear_equals_the_eager_path(fused, k, kw, threads):
     torch.manual_seed(k)
-    q = int8.Int8Linear(nn.Linear(256, 300), act_outliers=k)
+    q = int8.Int8Linear(nn.Linear(256, 300), act_outliers=k, weight_outliers=kw)
     x = torch.randn(2, 61, 256)
     x[..., 11] *= 40
     before = torch.get_num_threads()

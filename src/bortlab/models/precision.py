@@ -2,16 +2,17 @@
 
 - `bf16`: every weight cast to bfloat16; on CPUs with AVX512-BF16/AMX the matmuls run at several times the
   fp32 rate, and hidden states stay within cosine 0.9998 of fp32 on real text (tests/test_precision.py).
-- `int8`: the Transformer layers' QKV, attention-output and FFN-input Linears in int8 (`bortlab.models.int8`:
+- `int8`: the Transformer layers' four Linears (QKV, attention output, FFN input and output) in int8 (`bortlab.models.int8`:
   7-bit weights per output channel, 8-bit activations per token computed on the fly, on oneDNN's integer
   kernels, which are fast on any x86 CPU, with or without VNNI). Per-token scales keep it faithful (cosine
   >= 0.99 on real text), where the per-tensor scales of `torch.ao.quantization.quantize_dynamic` (deprecated,
   like the quantized dtypes it builds on) drift far from fp32 on BERT's few outlier channels (Bondarenko et
   al., 2021). The LayerNorm outputs feeding QKV and the FFN carry such channels: each call's 4 largest go
   around the integer kernel in fp32 (`INT8_RECIPE`; on SST-2 text the weakest token's cosine goes from 0.986
-  to 0.996). The FFN's output projection stays fp32: in int8, its few outlier weight columns cost fidelity
-  (min cosine 0.973 on RTE) and, taken around the kernel, more time than int8 saves on this layer's wide
-  input. Embeddings, LayerNorms, attention, the pooler and the head stay fp32 too, except on a CPU with
+  to 0.996). The FFN's output projection is int8 too, with its 8 input columns of largest weights kept in fp32
+  around the kernel: without them its few outlier weight columns set every output channel's scale (min token
+  cosine 0.986 on SST-2 train text, 0.991 with them; docs/benchmarks.md, "The FFN output in int8").
+  Embeddings, LayerNorms, attention, the pooler and the head stay fp32, except on a CPU with
   native bf16 (AVX512-BF16/AMX), where all of these run in bf16 (the int8 kernels' scales and bias stay fp32):
   on a 2-core AVX512-BF16 EPYC that made int8 1.10-1.26x faster (`bench_encoder.py --precisions
   int8,int8-fp32`), at min token cosine 0.9962 (RTE) / 0.9954 (SST-2) to fp32 on all their dev text, against
@@ -41,9 +42,15 @@ from bortlab.models.cpu import cpu_flags
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "int8")
-# int8: the Linears quantized -> activation outlier columns per call kept in fp32 (int8.py's docstring has the
-# measurements); the attention output's input has no outliers worth the ops; the FFN output stays fp32
-INT8_RECIPE = {"qkv": 4, "attn_out": 0, "ffn_in": 4}
+# int8: the Linears quantized -> activation outlier columns per call kept in fp32, or (activation outlier columns,
+# fixed weight outlier columns) (int8.py's docstring has the measurements); the attention output's input has no
+# outliers worth the ops; the FFN output's large weight columns would set its channels' scales
+INT8_RECIPE = {"qkv": 4, "attn_out": 0, "ffn_in": 4, "ffn_out": (0, 8)}
+
+
+def _outliers(n: int | tuple[int, int]) -> tuple[int, int]:
+    """A recipe entry as (activation outlier columns per call, fixed weight outlier columns)."""
+    return (n, 0) if isinstance(n, int) else tuple(n)
 
 
 def check_precision(precision: str, key: str = "precision") -> str:
@@ -113,6 +120,12 @@ def _int8_rest_in_bf16(model: torch.nn.Module | None = None) -> bool:
     return on_cpu and native_bf16()
 
 
+def _torchao_names() -> list[str]:
+    """The recipe's Linears that torchao's fallback quantizes: those without fixed weight outlier columns (it has no
+    such columns, and without them the FFN output projection drifts: min token cosine 0.986 on SST-2 train text)."""
+    return [n for n, k in INT8_RECIPE.items() if not _outliers(k)[1]]
+
+
 def int8_recipe() -> str:
     """What `precision=int8` does on this PyTorch build, for benchmark records: results of one recipe are not
     results of the other."""
@@ -120,13 +133,15 @@ def int8_recipe() -> str:
 
     quantized = "+".join(INT8_RECIPE)
     if int8.available():
-        side = ", ".join(f"{n} {k}" for n, k in INT8_RECIPE.items() if k)
+        side = ", ".join(f"{n} {_outliers(k)[0]}" for n, k in INT8_RECIPE.items() if _outliers(k)[0])
+        fixed = ", ".join(f"{n} {_outliers(k)[1]}" for n, k in INT8_RECIPE.items() if _outliers(k)[1])
+        side += f"; fp32 weight outlier columns: {fixed}" if fixed else ""
         rest = "bf16" if _int8_rest_in_bf16() else "fp32"
         # the same numbers either way, not the same speed: a benchmark row of one is not a row of the other
         around = "fused C++" if int8_fused.kernels() is not None else "eager"
         return (f"oneDNN w7/channel a8/token on {quantized}, fp32 activation outlier columns: {side}; the rest {rest}; "
                 f"quantization {around}")
-    return f"torchao w8/channel a8/token on {quantized}"
+    return f"torchao w8/channel a8/token on {'+'.join(_torchao_names())}"
 
 
 def apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
@@ -143,11 +158,11 @@ def apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
 
         if int8.available():
             int8.quantize_linears(model, INT8_RECIPE)
-            # the rest (embeddings, attention, FFN output, LayerNorms, head) in bf16 where the CPU computes in it
+            # the rest (embeddings, attention, LayerNorms, pooler, head) in bf16 where the CPU computes in it
             return int8.cast_the_rest(model, torch.bfloat16) if _int8_rest_in_bf16(model) else model
         warn_if_emulated("int8", "precision=int8")
         quantize_, config = _torchao()
         # the Transformer layers only: that is where the FLOPs are, and where per-token scales are faithful
         quantize_(model, config(), filter_fn=lambda m, name: isinstance(m, torch.nn.Linear)
-                  and int8.in_layers(name) and name.rsplit(".", 1)[-1] in INT8_RECIPE)
+                  and int8.in_layers(name) and name.rsplit(".", 1)[-1] in _torchao_names())
     return model

@@ -119,35 +119,35 @@ class Int8Linear(nn.Module):
         """(k, out) fp32: the outlier columns' weights from the int8 copy (the activations are what needs fp32)."""
         return self._rows.index_select(0, cols).float().mul_(self.w_scale)
 
-    def _side_columns(self, col_max) -> tuple[torch.Tensor, torch.Tensor]:
+    def _side_columns(self, rows: int, col_max) -> tuple[torch.Tensor, torch.Tensor]:
         """This call's input columns that go around the integer kernel, and their (k, out) fp32 weights: the fixed
-        weight outlier columns (true fp32 weights), then the `act_outliers` columns of largest |x| among the rest
-        (weights from the int8 copy). `col_max()` gives the (K,) column maxima of |x|, computed only when needed."""
-        w_cols = getattr(self, "w_cols", None)            # (Int8Linears pickled before weight outliers existed)
-        fixed = w_cols is not None and w_cols.numel() > 0
-        if not self.act_outliers:
-            return (w_cols, self.w_outliers) if fixed else (_NO_COLS, torch.zeros(0, self.out_features))
+        weight outlier columns (true fp32 weights), then, when there are `rows`, the `act_outliers` columns of
+        largest |x| among the rest (weights from the int8 copy). `col_max()` gives the (K,) column maxima of |x|."""
+        w_cols = getattr(self, "w_cols", _NO_COLS)        # (Int8Linears pickled before weight outliers existed)
+        w_fixed = getattr(self, "w_outliers", None)
+        if w_fixed is None:
+            w_fixed = torch.zeros(0, self.out_features)
+        if not self.act_outliers or not rows:
+            return w_cols, w_fixed
         m = col_max()
-        if fixed:
+        if w_cols.numel():
             m.index_fill_(0, w_cols, -1.0)                                           # already around the kernel
         cols = m.topk(self.act_outliers).indices                                     # (k,) this call's outliers
         w = self._outlier_weights(cols)
-        return (torch.cat([w_cols, cols]), torch.cat([self.w_outliers, w])) if fixed else (cols, w)
+        return (torch.cat([w_cols, cols]), torch.cat([w_fixed, w])) if w_cols.numel() else (cols, w)
 
     def _fused(self, x: torch.Tensor, k) -> torch.Tensor:
         """The recipe with its elementwise work in two fused passes (`int8_fused`); the eager path's numbers."""
-        cols, w = self._side_columns(lambda: k.col_absmax(x)) if x.shape[0] else (_NO_COLS, None)
+        cols, w = self._side_columns(x.shape[0], lambda: k.col_absmax(x))
         qx, s = k.quantize(x, cols)                                                  # (N, K) uint8, (N, 1)
         y = _matmul(qx, self._packed, self.w_scale, self.w_zero)                     # (N, out) fp32
-        if not cols.numel():
-            w = torch.zeros(0, self.out_features)
         return k.epilogue(y, s, self.bias, x.index_select(1, cols).float(), w, x.dtype == torch.bfloat16)
 
     def _eager(self, x: torch.Tensor, _=None) -> torch.Tensor:
         """The recipe in plain PyTorch ops (where the fused kernels cannot be built)."""
         x = x.float()
         a = x.abs()
-        cols, w = self._side_columns(lambda: a.amax(0)) if x.shape[0] else (_NO_COLS, None)
+        cols, w = self._side_columns(x.shape[0], lambda: a.amax(0))
         if cols.numel():
             a.index_fill_(1, cols, 0.0)                                              # outside the scales
         s = a.amax(1, keepdim=True).clamp_(min=1e-12).div_(A_MAX)                   # (N, 1) per-token scale
@@ -169,6 +169,11 @@ class Int8Linear(nn.Module):
                 f"fused={getattr(self, 'fused', True)}")
 
 
+def outlier_counts(entry: int | tuple[int, int]) -> tuple[int, int]:
+    """A recipe entry as (activation outlier columns per call, fixed weight outlier columns)."""
+    return (entry, 0) if isinstance(entry, int) else tuple(entry)
+
+
 def quantize_linears(model: nn.Module, recipe: dict[str, int | tuple[int, int]]) -> nn.Module:
     """Replace, in place, every `nn.Linear` inside the Transformer layers (`layers.N.*`) whose own name is in
     `recipe` by an `Int8Linear`; the recipe gives its activation outlier columns per call, or a pair (activation
@@ -179,8 +184,7 @@ def quantize_linears(model: nn.Module, recipe: dict[str, int | tuple[int, int]])
             continue
         for child_name, child in list(module.named_children()):
             if type(child) is nn.Linear and child_name in recipe:
-                act, weight = (recipe[child_name], 0) if isinstance(recipe[child_name], int) else recipe[child_name]
-                setattr(module, child_name, Int8Linear(child, act, weight))
+                setattr(module, child_name, Int8Linear(child, *outlier_counts(recipe[child_name])))
     return model
 
 

@@ -48,11 +48,6 @@ PRECISIONS = ("fp32", "bf16", "int8")
 INT8_RECIPE = {"qkv": 4, "attn_out": 0, "ffn_in": 4, "ffn_out": (0, 8)}
 
 
-def _outliers(n: int | tuple[int, int]) -> tuple[int, int]:
-    """A recipe entry as (activation outlier columns per call, fixed weight outlier columns)."""
-    return (n, 0) if isinstance(n, int) else tuple(n)
-
-
 def check_precision(precision: str, key: str = "precision") -> str:
     p = str(precision).lower()
     if p not in PRECISIONS:
@@ -123,7 +118,9 @@ def _int8_rest_in_bf16(model: torch.nn.Module | None = None) -> bool:
 def _torchao_names() -> list[str]:
     """The recipe's Linears that torchao's fallback quantizes: those without fixed weight outlier columns (it has no
     such columns, and without them the FFN output projection drifts: min token cosine 0.986 on SST-2 train text)."""
-    return [n for n, k in INT8_RECIPE.items() if not _outliers(k)[1]]
+    from bortlab.models.int8 import outlier_counts
+
+    return [n for n, k in INT8_RECIPE.items() if not outlier_counts(k)[1]]
 
 
 def int8_recipe() -> str:
@@ -133,8 +130,9 @@ def int8_recipe() -> str:
 
     quantized = "+".join(INT8_RECIPE)
     if int8.available():
-        side = ", ".join(f"{n} {_outliers(k)[0]}" for n, k in INT8_RECIPE.items() if _outliers(k)[0])
-        fixed = ", ".join(f"{n} {_outliers(k)[1]}" for n, k in INT8_RECIPE.items() if _outliers(k)[1])
+        counts = {n: int8.outlier_counts(k) for n, k in INT8_RECIPE.items()}
+        side = ", ".join(f"{n} {a}" for n, (a, _) in counts.items() if a)
+        fixed = ", ".join(f"{n} {w}" for n, (_, w) in counts.items() if w)
         side += f"; fp32 weight outlier columns: {fixed}" if fixed else ""
         rest = "bf16" if _int8_rest_in_bf16() else "fp32"
         # the same numbers either way, not the same speed: a benchmark row of one is not a row of the other

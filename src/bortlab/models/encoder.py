@@ -16,6 +16,8 @@ it faster than a module-per-op port:
   2-core machine a barrier can cost a scheduler time slice. So the default is per sequence on CPU for a
   single-threaded run, and for inference (no grad) on at most 2 threads, where it measured 2-41% faster on
   real RTE/SST-2 batches (docs/benchmarks.md); the grid otherwise (`per_sequence_attention` overrides it).
+  In bf16 and int8 inference on a CPU with AVX512-BF16, attention is one kernel call over all the packed
+  sequences (`bf16_cpu`) whichever of the two is chosen: no per-sequence calls, no grid.
 
 Hidden states at padding positions are not meaningful: the unpadded path returns zeros there, the dense
 path (``unpad=False``) returns whatever BERT computes. Only real positions are ever compared or used.
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bortlab.models.arch import Arch
+from bortlab.models.bf16_cpu import add_layer_norm, packed_attention
 
 
 def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
@@ -52,8 +55,8 @@ class _Batch:
                  lengths: list[int] | None = None):
         self.B, self.L = B, L
         self.index = index      # (N,) flat positions of real tokens in B*L, or None when rows are already B*L
-        self.mask = mask        # (B, 1, 1, L) bool key mask for SDPA on the padded grid, or None
-        self.lengths = lengths  # real tokens per sequence: attention runs per sequence on packed rows
+        self.mask = mask        # (B, 1, 1, L) bool key mask for SDPA on the padded grid, or None: per sequence
+        self.lengths = lengths  # real tokens per sequence (unpadded rows), or None: rows are B*L or padded
         self.grid = None        # (B*L, 3W) zeroed scatter target, reused by every layer when no graph is recorded
 
     def scatter(self, rows: torch.Tensor) -> torch.Tensor:
@@ -85,7 +88,11 @@ class Layer(nn.Module):
         """(N, H) -> (N, W) mixed values, before the output projection."""
         A, d, p = self.heads, self.dim_head, self.p_attn if self.training else 0.0
         qkv = self.qkv(x)                                                  # (N, 3W)
-        if b.lengths is not None:
+        if p == 0 and (b.lengths is not None or b.mask is None):          # rows are packed sequence blocks
+            y = packed_attention(qkv, b.lengths or [b.L] * b.B, A)         # (N, W), or None: SDPA below
+            if y is not None:
+                return y
+        if b.lengths is not None and b.mask is None:
             # packed rows are ordered by sequence, so each sequence is one contiguous block of rows
             ys = []
             for blk in qkv.split(b.lengths):                               # (n, 3W) views
@@ -105,22 +112,22 @@ class Layer(nn.Module):
         y = y.transpose(1, 2).reshape(B * L, A * d)                        # (B*L, W); a view for SDPA's layout
         return y if b.index is None else y.index_select(0, b.index)        # (N, W): real rows only
 
-    def _add_projected(self, residual: torch.Tensor, inp: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
-        """residual + dropout(lin(inp)). Without dropout the matmul accumulates straight into residual + bias
-        (addmm_ with beta=1): one pass over (N, H) fewer than linear-then-add, in training too."""
+    def _add_norm(self, residual: torch.Tensor, inp: torch.Tensor, lin: nn.Linear, ln: nn.LayerNorm) -> torch.Tensor:
+        """ln(residual + dropout(lin(inp))). Without dropout the matmul accumulates straight into residual + bias
+        (addmm_ with beta=1): one pass over (N, H) fewer than linear-then-add, in training too. In bf16 inference
+        the add and the LayerNorm are one kernel (`bf16_cpu.add_layer_norm`) where the matmul cannot take the add."""
         if self.training and self.p_drop > 0:
-            return residual + F.dropout(lin(inp), self.p_drop, True)
+            return ln(residual + F.dropout(lin(inp), self.p_drop, True))
         # an int8 layer (another module, or a Linear whose weight is a torchao tensor) is only understood by
         # itself; under autocast (bf16-mixed training) the in-place addmm_ is not cast: all go through lin
         if (not isinstance(lin, nn.Linear) or type(lin.weight.data) is not torch.Tensor
                 or torch.is_autocast_enabled(inp.device.type)):
-            return residual + lin(inp)
-        return torch.add(residual, lin.bias).addmm_(inp, lin.weight.t())
+            return add_layer_norm(lin(inp), residual, ln)
+        return add_layer_norm(torch.add(residual, lin.bias).addmm_(inp, lin.weight.t()), None, ln)
 
     def forward(self, x: torch.Tensor, b: _Batch) -> torch.Tensor:
-        x = self.ln1(self._add_projected(x, self.attention(x, b), self.attn_out))
-        x = self.ln2(self._add_projected(x, self.act(self.ffn_in(x)), self.ffn_out))
-        return x
+        x = self._add_norm(x, self.attention(x, b), self.attn_out, self.ln1)
+        return self._add_norm(x, self.act(self.ffn_in(x)), self.ffn_out, self.ln2)
 
 
 class Encoder(nn.Module):
@@ -182,7 +189,7 @@ class Encoder(nn.Module):
         if self.token_type_embeddings is not None:
             # no token types given = all type 0, added as one broadcast row instead of a look-up
             x = x + (self.token_type_embeddings.weight[0] if types is None else self.token_type_embeddings(types))
-        x = self.emb_ln(x)
+        x = add_layer_norm(x, None, self.emb_ln)
         return F.dropout(x, self.arch.dropout, True) if self.training and self.arch.dropout > 0 else x
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -198,10 +205,9 @@ class Encoder(nn.Module):
                 threads = torch.get_num_threads()
                 per_seq = input_ids.device.type == "cpu" and (
                     threads == 1 or (threads <= 2 and not torch.is_grad_enabled()))
-            if per_seq:
-                b = _Batch(B, L, index, lengths=attention_mask.ne(0).sum(1).tolist())
-            else:
-                b = _Batch(B, L, index, mask=attention_mask.bool().view(B, 1, 1, L))
+            # the lengths on the host: free on CPU; on a GPU, a sync that only per-sequence attention needs
+            lengths = attention_mask.ne(0).sum(1).tolist() if per_seq or input_ids.device.type == "cpu" else None
+            b = _Batch(B, L, index, None if per_seq else attention_mask.bool().view(B, 1, 1, L), lengths)
             sel = lambda t: None if t is None else t.reshape(-1).index_select(0, index)  # noqa: E731
             x = self._embed(sel(input_ids), sel(pos), sel(token_type_ids))     # (N, H)
         else:

@@ -117,13 +117,28 @@ void head_attention(const uint16_t* q, const uint16_t* k, const uint16_t* v, int
   uint16_t* kp = buf.data();                                         // (d/2, nk, 2): kp[c/2][j] = (k[j,c], k[j,c+1])
   uint16_t* vp = kp + size_t(d) * nk;                                // (nv/2, d, 2): vp[j/2][c] = (v[j,c], v[j+1,c])
   uint16_t* pb = vp + size_t(nv) * d;                                // (kRows, nv) bf16 probabilities
-  for (int64_t j = 0; j < n; ++j)
-    for (int c = 0; c < d; c += 2) {
-      kp[(c / 2) * nk * 2 + j * 2] = k[j * ld + c];
-      kp[(c / 2) * nk * 2 + j * 2 + 1] = k[j * ld + c + 1];
+  // K: 16 keys' (c, c+1) pairs per 32-bit gather (the pairs are 32-bit words of k's rows); keys past n stay 0
+  const __m512i step = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                          _mm512_set1_epi32(int(ld / 2)));
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = n - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - j)) - 1);
+    const int* kj = reinterpret_cast<const int*>(k + j * ld);
+    for (int c2 = 0; c2 < d / 2; ++c2)
+      _mm512_mask_storeu_epi32(kp + c2 * nk * 2 + j * 2, m,
+                               _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, step, kj + c2, 4));
+  }
+  // V: rows j and j+1 interleaved, 16 columns at a time; an odd last row pairs with zeros
+  const __m512i zip = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                                       21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  for (int64_t j = 0; j < n; j += 2) {
+    const uint16_t* v0 = v + j * ld;
+    for (int c = 0; c < d; c += 16) {
+      const __m256i a = _mm256_loadu_si256((const __m256i*)(v0 + c));
+      const __m256i b = j + 1 < n ? _mm256_loadu_si256((const __m256i*)(v0 + ld + c)) : _mm256_setzero_si256();
+      const __m512i ab = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+      _mm512_storeu_si512(vp + (j / 2) * d * 2 + c * 2, _mm512_permutexvar_epi16(zip, ab));
     }
-  for (int64_t j = 0; j < n; ++j)
-    for (int c = 0; c < d; ++c) vp[(j / 2) * d * 2 + c * 2 + (j & 1)] = v[j * ld + c];
+  }
   fbuf.resize(size_t(kRows) * nk + size_t(kRows) * d);
   float* s = fbuf.data();                                            // (kRows, nk) scores
   float* o = s + kRows * nk;                                         // (kRows, d) unnormalised outputs

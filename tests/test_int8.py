@@ -206,9 +206,10 @@ def test_fused_quantization_is_bit_identical_to_eager(fused, dtype, n, k):
     x = x.to(dtype)
     cols = x.float().abs().amax(0).topk(k).indices
     assert torch.equal(fused.col_absmax(x), x.float().abs().amax(0))
-    q, s = fused.quantize(x, cols)
+    q, s, xo = fused.quantize(x, cols)
     q_ref, s_ref = eager_quantize(x, cols)
     assert torch.equal(s, s_ref) and torch.equal(q, q_ref)
+    assert torch.equal(xo, x.float()[:, cols])                # the outlier columns, as they go to the epilogue
 
 
 @pytest.mark.parametrize("threads", [1, 2])

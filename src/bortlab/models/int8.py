@@ -65,8 +65,12 @@ def available() -> bool:
 def _matmul(qx: torch.Tensor, packed: torch.Tensor, w_scale: torch.Tensor, w_zero: torch.Tensor) -> torch.Tensor:
     """(N, K) uint8 activations (zero point ZERO, scale 1) times packed int8 weights -> (N, out) fp32, scaled per
     output channel by `w_scale` only (`w_zero`: the weights' zero points, all 0)."""
-    return torch.ops.onednn.qlinear_pointwise.tensor(qx, _ONE, _ZERO, packed, w_scale, w_zero, None, 1.0, 0,
-                                                     torch.float32, "none", [], "")
+    return _qlinear()(qx, _ONE, _ZERO, packed, w_scale, w_zero, None, 1.0, 0, torch.float32, "none", [], "")
+
+
+@functools.lru_cache(maxsize=None)
+def _qlinear():
+    return torch.ops.onednn.qlinear_pointwise.tensor            # looked up once: the namespace walk costs µs a call
 
 
 class Int8Linear(nn.Module):
@@ -101,19 +105,33 @@ class Int8Linear(nn.Module):
         state["_packed"] = state["_rows"] = None
         return state
 
-    @torch.no_grad()                      # inference only: the integer kernel has no backward
+    def _prepare(self) -> None:
+        """Derived state, made on first use: oneDNN's packed weight, the transposed int8 weight for the outlier
+        columns, and what Int8Linears pickled before a feature existed lack (the switch, the weight columns)."""
+        self._packed = torch.ops.onednn.qlinear_prepack(self.qweight, None)
+        if self.act_outliers:                                    # the int8 weight transposed: columns become rows
+            self._rows = self.qweight.t().contiguous()                               # (K, out)
+        if "fused" not in self.__dict__:
+            self.fused = True
+        if "w_cols" not in self._buffers:
+            self.register_buffer("w_cols", _NO_COLS.clone())
+            self.register_buffer("w_outliers", torch.zeros(0, self.out_features))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., in) fp32 or bf16 -> (..., out) in x's dtype; scales, bias and outlier columns in fp32."""
+        if torch.is_grad_enabled():                       # inference only: the integer kernel has no backward
+            with torch.no_grad():
+                return self.forward(x)
         if self._packed is None:
-            self._packed = torch.ops.onednn.qlinear_prepack(self.qweight, None)
-        if self._rows is None and self.act_outliers:   # the int8 weight transposed once: columns become rows
-            self._rows = self.qweight.t().contiguous()                               # (K, out)
+            self._prepare()
+        # this runs 16+ times per forward on token rows that take ~0.2 ms each: Python kept to the minimum
         shape, dtype = x.shape, x.dtype
-        x = x.reshape(-1, shape[-1])                                                 # (N, K)
-        # (getattr: Int8Linears pickled before the switch existed)
-        fused = int8_fused.kernels() if getattr(self, "fused", True) and dtype in (torch.float32, torch.bfloat16) else None
-        y = (self._fused if fused is not None else self._eager)(x.contiguous(), fused)
-        return y.view(*shape[:-1], self.out_features).to(dtype)
+        x2 = x.reshape(-1, shape[-1]).contiguous()                                   # (N, K)
+        fused = int8_fused.kernels() if self.fused and dtype in (torch.float32, torch.bfloat16) else None
+        y = self._fused(x2, fused) if fused is not None else self._eager(x2)
+        if x.dim() != 2:
+            y = y.view(*shape[:-1], self.out_features)
+        return y if y.dtype == dtype else y.to(dtype)
 
     def _outlier_weights(self, cols: torch.Tensor) -> torch.Tensor:
         """(k, out) fp32: the outlier columns' weights from the int8 copy (the activations are what needs fp32)."""
@@ -123,10 +141,7 @@ class Int8Linear(nn.Module):
         """This call's input columns that go around the integer kernel, and their (k, out) fp32 weights: the fixed
         weight outlier columns (true fp32 weights), then, when there are `rows`, the `act_outliers` columns of
         largest |x| among the rest (weights from the int8 copy). `col_max()` gives the (K,) column maxima of |x|."""
-        w_cols = getattr(self, "w_cols", _NO_COLS)        # (Int8Linears pickled before weight outliers existed)
-        w_fixed = getattr(self, "w_outliers", None)
-        if w_fixed is None:
-            w_fixed = torch.zeros(0, self.out_features)
+        w_cols, w_fixed = self.w_cols, self.w_outliers
         if not self.act_outliers or not rows:
             return w_cols, w_fixed
         m = col_max()
@@ -139,11 +154,11 @@ class Int8Linear(nn.Module):
     def _fused(self, x: torch.Tensor, k) -> torch.Tensor:
         """The recipe with its elementwise work in two fused passes (`int8_fused`); the eager path's numbers."""
         cols, w = self._side_columns(x.shape[0], lambda: k.col_absmax(x))
-        qx, s = k.quantize(x, cols)                                                  # (N, K) uint8, (N, 1)
+        qx, s, xo = k.quantize(x, cols)                           # (N, K) uint8, (N, 1), (N, k) outlier columns
         y = _matmul(qx, self._packed, self.w_scale, self.w_zero)                     # (N, out) fp32
-        return k.epilogue(y, s, self.bias, x.index_select(1, cols).float(), w, x.dtype == torch.bfloat16)
+        return k.epilogue(y, s, self.bias, xo, w, x.dtype == torch.bfloat16)
 
-    def _eager(self, x: torch.Tensor, _=None) -> torch.Tensor:
+    def _eager(self, x: torch.Tensor) -> torch.Tensor:
         """The recipe in plain PyTorch ops (where the fused kernels cannot be built)."""
         x = x.float()
         a = x.abs()
@@ -166,7 +181,7 @@ class Int8Linear(nn.Module):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, int8 (oneDNN, w7 a8 per token), "
                 f"act_outliers={self.act_outliers}, weight_outliers={len(getattr(self, 'w_cols', ()))}, "
-                f"fused={getattr(self, 'fused', True)}")
+                f"fused={self.__dict__.get('fused', True)}")
 
 
 def outlier_counts(entry: int | tuple[int, int]) -> tuple[int, int]:

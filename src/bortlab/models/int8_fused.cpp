@@ -3,8 +3,9 @@
 // (-ffp-contract=off), so the uint8 activations and the row scales are bit-identical to it.
 //
 //   col_absmax(x)            (N, K) fp32|bf16 -> (K,) max |x| over rows: picks the outlier columns
-//   quantize(x, cols)        -> (qx (N, K) uint8 around 128, s (N, 1) fp32): s = max_{j not in cols} |x_ij| / 127,
-//                               qx = trunc(x / s + 128.5), outlier columns at the zero point 128
+//   quantize(x, cols)        -> (qx (N, K) uint8 around 128, s (N, 1) fp32, xo (N, k) fp32):
+//                               s = max_{j not in cols} |x_ij| / 127, qx = trunc(x / s + 128.5), outlier columns at
+//                               the zero point 128, and their values in xo for the epilogue
 //   epilogue(y, s, b, xo, wo, to_bf16)
 //                            -> y * s + b + xo @ wo in fp32, written in bf16 (to_bf16) or in place in y: the row scales,
 //                               bias and outlier columns in one pass over the integer kernel's (N, out) output
@@ -49,9 +50,11 @@ __attribute__((noinline)) void col_absmax_rows(const T* __restrict x, int64_t ro
 
 template <typename T>
 __attribute__((noinline)) void quantize_rows(const T* __restrict x, int64_t rows, int64_t K, const float* __restrict keep,
-                                             uint8_t* __restrict q, float* __restrict s, float* __restrict buf) {
+                                             uint8_t* __restrict q, float* __restrict s, float* __restrict buf,
+                                             const int64_t* cols, int64_t k, float* __restrict xo) {
   for (int64_t i = 0; i < rows; ++i) {
     const T* __restrict xr = x + i * K;
+    for (int64_t c = 0; c < k; ++c) xo[i * k + c] = load(xr, cols[c]);   // the outlier columns, for the epilogue
     float m = 0.f;
 #pragma omp simd reduction(max : m)
     for (int64_t j = 0; j < K; ++j) {
@@ -171,20 +174,25 @@ std::vector<torch::Tensor> quantize(torch::Tensor x, torch::Tensor cols) {
     TORCH_CHECK(0 <= j && j < K, "cols: index out of range");
     keep[j] = 0.f;
   }
+  const int64_t k = c.numel();
   auto q = torch::empty({N, K}, x.options().dtype(torch::kUInt8));
   auto s = torch::empty({N, 1}, x.options().dtype(torch::kFloat));
+  auto xo = torch::empty({N, k}, x.options().dtype(torch::kFloat));
   uint8_t* qp = q.data_ptr<uint8_t>();
-  float* sp = s.data_ptr<float>();
+  float *sp = s.data_ptr<float>(), *op = xo.data_ptr<float>();
+  const int64_t* cp = c.data_ptr<int64_t>();
   const bool bf16 = x.scalar_type() == torch::kBFloat16;
   const void* xp = x.data_ptr();
   at::parallel_for(0, N, kGrain, [&](int64_t lo, int64_t hi) {
     std::vector<float> buf(K);
     if (bf16)
-      quantize_rows(static_cast<const uint16_t*>(xp) + lo * K, hi - lo, K, keep.data(), qp + lo * K, sp + lo, buf.data());
+      quantize_rows(static_cast<const uint16_t*>(xp) + lo * K, hi - lo, K, keep.data(), qp + lo * K, sp + lo, buf.data(),
+                    cp, k, op + lo * k);
     else
-      quantize_rows(static_cast<const float*>(xp) + lo * K, hi - lo, K, keep.data(), qp + lo * K, sp + lo, buf.data());
+      quantize_rows(static_cast<const float*>(xp) + lo * K, hi - lo, K, keep.data(), qp + lo * K, sp + lo, buf.data(),
+                    cp, k, op + lo * k);
   });
-  return {q, s};
+  return {q, s, xo};
 }
 
 torch::Tensor epilogue(torch::Tensor y, torch::Tensor s, torch::Tensor b, torch::Tensor xo, torch::Tensor wo,
@@ -214,6 +222,6 @@ torch::Tensor epilogue(torch::Tensor y, torch::Tensor s, torch::Tensor b, torch:
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("col_absmax", &col_absmax, "max |x| per column of a (N, K) fp32/bf16 matrix");
-  m.def("quantize", &quantize, "per-row symmetric uint8 quantization with outlier columns left out");
+  m.def("quantize", &quantize, "per-row symmetric uint8 quantization with outlier columns left out (and returned)");
   m.def("epilogue", &epilogue, "y * s + b + xo @ wo, written as fp32 (in place) or bf16");
 }

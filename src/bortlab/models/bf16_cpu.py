@@ -68,16 +68,25 @@ def packed_attention(qkv: torch.Tensor, lengths: list[int], heads: int) -> torch
 _NONE = torch.empty(0, dtype=torch.bfloat16)
 
 
+def _affine_fp32(ln: nn.LayerNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """ln's weight and bias in fp32, converted once per version of the weights (this runs twice a layer)."""
+    w, b = ln.weight, ln.bias
+    key = (w._version, w.data_ptr(), b._version, b.data_ptr())
+    cached = ln.__dict__.get("_bortlab_fp32")
+    if cached is None or cached[0] != key:
+        cached = ln.__dict__["_bortlab_fp32"] = (key, w.detach().float().contiguous(), b.detach().float().contiguous())
+    return cached[1], cached[2]
+
+
 def add_layer_norm(x: torch.Tensor, residual: torch.Tensor | None, ln: nn.LayerNorm) -> torch.Tensor:
     """ln(residual + x) (ln(x) when `residual` is None); one kernel call in bf16 inference."""
+    k = kernel() if x.dtype is torch.bfloat16 and x.device.type == "cpu" else None
     H = x.shape[-1]
-    if (x.dtype is not torch.bfloat16 or x.device.type != "cpu" or ln.weight is None or ln.weight.shape != (H,)
+    w, b = ln.weight, ln.bias
+    if (k is None or w is None or b is None or w.shape[0] != H or x.dim() != 2
             or (residual is not None and (residual.dtype is not torch.bfloat16 or residual.shape != x.shape))
-            or (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, residual, ln.weight)))):
-        k = None
-    else:
-        k = kernel()
-    if k is None:
+            or (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad
+                                             or (residual is not None and residual.requires_grad)))):
         return ln(x if residual is None else residual + x)
-    r = _NONE if residual is None else residual.reshape(-1, H).contiguous()
-    return k.add_layer_norm(x.reshape(-1, H).contiguous(), r, ln.weight, ln.bias, ln.eps).view(x.shape)
+    return k.add_layer_norm(x.contiguous(), _NONE if residual is None else residual.contiguous(), *_affine_fp32(ln),
+                            ln.eps)

@@ -189,7 +189,7 @@ class Encoder(nn.Module):
         if self.token_type_embeddings is not None:
             # no token types given = all type 0, added as one broadcast row instead of a look-up
             x = x + (self.token_type_embeddings.weight[0] if types is None else self.token_type_embeddings(types))
-        x = add_layer_norm(x, None, self.emb_ln)
+        x = add_layer_norm(x.view(-1, x.shape[-1]), None, self.emb_ln).view(x.shape)
         return F.dropout(x, self.arch.dropout, True) if self.training and self.arch.dropout > 0 else x
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,

@@ -52,7 +52,9 @@ def main(argv=None) -> None:
     models["HF int8 dynamic"] = torch.ao.quantization.quantize_dynamic(copy.deepcopy(hf), {torch.nn.Linear},
                                                                        dtype=torch.qint8)
     print(f"python bench/bench_fidelity.py {' '.join(argv if argv is not None else sys.argv[1:])}")
-    print(f"CPU: {cpu_name()}; int8: {int8_recipe()}\n")
+    from bortlab.models import bf16_cpu
+
+    print(f"CPU: {cpu_name()}; int8: {int8_recipe()}; {bf16_cpu.describe()}\n")
     print("| dev set | path | min cosine | 0.1% quantile | mean |\n|---|---|---|---|---|")
     sets = (("RTE", dev_batches(args.rte, tokenizer, args.batch_size, True)),
             ("SST-2", dev_batches(args.sst2, tokenizer, args.batch_size, True, ("sentence",))))

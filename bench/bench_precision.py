@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from bortlab.models import bf16_cpu
 from bortlab.models.precision import cpu_name, int8_recipe, native_bf16, native_int8
 
 PATHS = ("bortlab fp32", "bortlab bf16", "bortlab int8", "HF fp32", "HF bf16", "HF int8 torchao",
@@ -53,7 +54,7 @@ ROW = 2      # rows before 2 lack the prediction agreement: a rerun measures the
 def same_settings(row: dict) -> bool:
     """Whether a stored row was measured with the paths this CPU runs, this int8 recipe and this row layout."""
     return (tuple(row["paths"]) == fast_paths() and row.get("int8_recipe") == int8_recipe()
-            and row.get("row") == ROW)
+            and row.get("kernels", "attention and LayerNorm: PyTorch's") == bf16_cpu.describe() and row.get("row") == ROW)
 
 
 def ort_int8(onnx_path: Path) -> Path:
@@ -191,7 +192,8 @@ def main(argv=None) -> None:
     done = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.exists() else []
     print(f"python bench/bench_precision.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs; "
-          f"torch {torch.__version__}, {args.threads} threads; CPU: {cpu_name()}; int8: {int8_recipe()}")
+          f"torch {torch.__version__}, {args.threads} threads; CPU: {cpu_name()}; int8: {int8_recipe()}; "
+          f"{bf16_cpu.describe()}")
     left_out = [p for p in PATHS if p not in fast_paths()]
     if left_out:
         print(f"left out on this CPU (emulated, 5-20x slower than fp32): {', '.join(left_out)}")
@@ -201,6 +203,7 @@ def main(argv=None) -> None:
         res = bench_run(run_dir, args.data, args.repeats)
         res["load_after"] = os.getloadavg()[0]
         res["int8_recipe"] = int8_recipe()
+        res["kernels"] = bf16_cpu.describe()
         res["cpu"] = cpu_name()
         res["row"] = ROW
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,12 @@ def kernel():
     return module if module.available() else None
 
 
+def describe() -> str:
+    """Which attention and LayerNorm bf16 and int8 inference run here, for benchmark records."""
+    return ("attention and add+LayerNorm: bortlab's AVX512-BF16 kernels" if kernel() is not None
+            else "attention and LayerNorm: PyTorch's")
+
+
 def packed_attention(qkv: torch.Tensor, lengths: list[int], heads: int) -> torch.Tensor | None:
     """softmax(q k^T / sqrt(d)) v for each sequence's block of rows in `qkv` (N, 3W) -> (N, W), or None where the
     kernel does not apply (the caller then runs SDPA)."""

@@ -265,3 +265,23 @@ def test_without_the_fused_kernels_int8_runs_eager_and_says_why(monkeypatch, cap
         assert "could not be built" in caplog.text and "g++: not found" in caplog.text and "BORTLAB_FUSED_INT8=0" in caplog.text
     finally:
         int8_fused.kernels.cache_clear()
+
+
+@pytest.mark.parametrize("k,kw", [(0, 0), (4, 0), (0, 8), (3, 0)])
+def test_fused_add_norm_equals_linear_then_add_then_layer_norm(fused, k, kw):
+    torch.manual_seed(10 + k)
+    q = int8.Int8Linear(nn.Linear(192, 160), act_outliers=k, weight_outliers=kw)
+    ln = nn.LayerNorm(160, eps=1e-5)
+    with torch.no_grad():
+        ln.weight.normal_()
+        ln.bias.normal_()
+    ln = ln.bfloat16()
+    x, r = torch.randn(45, 192).bfloat16(), (torch.randn(45, 160) * 4).bfloat16()
+    with torch.inference_mode():
+        got = q.add_norm(x, r, ln)
+        ref = ln(r + q(x))                                   # the unfused steps, in ATen's bf16 ops
+    # the same roundings; the LayerNorm's fp32 sums in another order move a few outputs by one bf16 step
+    assert ((got.float() - ref.float()).abs() <= ref.float().abs() * 2 ** -7 + 1e-6).all()
+    assert (got == ref).float().mean() > 0.99
+    with torch.enable_grad():                                # outside inference: the unfused steps exactly
+        assert torch.equal(q.add_norm(x, r, ln), ln(r + q(x)))

@@ -74,7 +74,7 @@ def packed_attention(qkv: torch.Tensor, lengths: list[int], heads: int) -> torch
 _NONE = torch.empty(0, dtype=torch.bfloat16)
 
 
-def _affine_fp32(ln: nn.LayerNorm) -> tuple[torch.Tensor, torch.Tensor]:
+def affine_fp32(ln: nn.LayerNorm) -> tuple[torch.Tensor, torch.Tensor]:
     """ln's weight and bias in fp32, converted once per version of the weights (this runs twice a layer)."""
     w, b = ln.weight, ln.bias
     key = (w._version, w.data_ptr(), b._version, b.data_ptr())
@@ -94,5 +94,5 @@ def add_layer_norm(x: torch.Tensor, residual: torch.Tensor | None, ln: nn.LayerN
             or (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad
                                              or (residual is not None and residual.requires_grad)))):
         return ln(x if residual is None else residual + x)
-    return k.add_layer_norm(x.contiguous(), _NONE if residual is None else residual.contiguous(), *_affine_fp32(ln),
+    return k.add_layer_norm(x.contiguous(), _NONE if residual is None else residual.contiguous(), *affine_fp32(ln),
                             ln.eps)

@@ -120,6 +120,8 @@ class Layer(nn.Module):
             return ln(residual + F.dropout(lin(inp), self.p_drop, True))
         # an int8 layer (another module, or a Linear whose weight is a torchao tensor) is only understood by
         # itself; under autocast (bf16-mixed training) the in-place addmm_ is not cast: all go through lin
+        if hasattr(lin, "add_norm"):                              # bortlab's int8 Linear: its own fused path
+            return lin.add_norm(inp, residual, ln)
         if (not isinstance(lin, nn.Linear) or type(lin.weight.data) is not torch.Tensor
                 or torch.is_autocast_enabled(inp.device.type)):
             return add_layer_norm(lin(inp), residual, ln)

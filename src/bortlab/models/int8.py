@@ -37,7 +37,7 @@ import functools
 import torch
 from torch import nn
 
-from bortlab.models import int8_fused
+from bortlab.models import bf16_cpu, int8_fused
 
 W_MAX = 63          # 7-bit weights: no int16 saturation in AVX2's u8 x s8 pair sums (see above)
 A_MAX = 127         # 8-bit activations, symmetric: uint8 = round(x / s) + ZERO
@@ -133,6 +133,17 @@ class Int8Linear(nn.Module):
             y = y.view(*shape[:-1], self.out_features)
         return y if y.dtype == dtype else y.to(dtype)
 
+    def add_norm(self, x: torch.Tensor, residual: torch.Tensor, ln: nn.LayerNorm) -> torch.Tensor:
+        """ln(residual + self(x)): an output projection with the residual add and LayerNorm after it. In bf16 with
+        the fused kernels, the LayerNorm runs on the epilogue's rows while they are in cache (one pass fewer)."""
+        k = int8_fused.kernels() if self.fused and x.dtype is torch.bfloat16 and x.dim() == 2 else None
+        if (k is None or torch.is_grad_enabled() or residual.dtype is not torch.bfloat16 or ln.weight is None
+                or ln.bias is None or residual.shape != (x.shape[0], self.out_features)):
+            return bf16_cpu.add_layer_norm(self(x), residual, ln)
+        if self._packed is None:
+            self._prepare()
+        return self._fused(x.contiguous(), k, (residual.contiguous(), ln))
+
     def _outlier_weights(self, cols: torch.Tensor) -> torch.Tensor:
         """(k, out) fp32: the outlier columns' weights from the int8 copy (the activations are what needs fp32)."""
         return self._rows.index_select(0, cols).float().mul_(self.w_scale)
@@ -151,12 +162,16 @@ class Int8Linear(nn.Module):
         w = self._outlier_weights(cols)
         return (torch.cat([w_cols, cols]), torch.cat([w_fixed, w])) if w_cols.numel() else (cols, w)
 
-    def _fused(self, x: torch.Tensor, k) -> torch.Tensor:
-        """The recipe with its elementwise work in two fused passes (`int8_fused`); the eager path's numbers."""
+    def _fused(self, x: torch.Tensor, k, norm: tuple[torch.Tensor, nn.LayerNorm] | None = None) -> torch.Tensor:
+        """The recipe with its elementwise work in two fused passes (`int8_fused`); the eager path's numbers.
+        `norm` = (residual, ln): the second pass also adds the residual and applies ln (bf16 input only)."""
         cols, w = self._side_columns(x.shape[0], lambda: k.col_absmax(x))
         qx, s, xo = k.quantize(x, cols)                           # (N, K) uint8, (N, 1), (N, k) outlier columns
         y = _matmul(qx, self._packed, self.w_scale, self.w_zero)                     # (N, out) fp32
-        return k.epilogue(y, s, self.bias, xo, w, x.dtype == torch.bfloat16)
+        if norm is None:
+            return k.epilogue(y, s, self.bias, xo, w, x.dtype == torch.bfloat16)
+        residual, ln = norm
+        return k.epilogue_add_norm(y, s, self.bias, xo, w, residual, *bf16_cpu.affine_fp32(ln), ln.eps)
 
     def _eager(self, x: torch.Tensor) -> torch.Tensor:
         """The recipe in plain PyTorch ops (where the fused kernels cannot be built)."""

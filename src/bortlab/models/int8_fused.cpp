@@ -9,6 +9,9 @@
 //   epilogue(y, s, b, xo, wo, to_bf16)
 //                            -> y * s + b + xo @ wo in fp32, written in bf16 (to_bf16) or in place in y: the row scales,
 //                               bias and outlier columns in one pass over the integer kernel's (N, out) output
+//   epilogue_add_norm(y, s, b, xo, wo, residual, gamma, beta, eps)
+//                            -> LayerNorm(that in bf16 + residual): an output projection, the residual add and the
+//                               LayerNorm after it, each row normalized while it is in L1
 //
 // The hot loops are plain functions the compiler vectorizes (-O3, this CPU's vector width); at::parallel_for
 // splits rows across PyTorch's intra-op threads.
@@ -145,6 +148,34 @@ void epilogue_block(const float* y, const float* s, const float* b, const float*
   }
 }
 
+// in place on one bf16 row: o = LayerNorm(o + r), with o + r rounded to bf16 first (as a bf16 tensor add would) and
+// the statistics and affine map in fp32; buf holds the sums
+__attribute__((noinline)) void add_norm_row(uint16_t* __restrict o, const uint16_t* __restrict r, const float* __restrict g,
+                                            const float* __restrict b, int64_t n, float eps, float* __restrict buf) {
+  float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < n; ++j) {
+    const float v = load(o, j) + load(r, j);
+    const float vr = __builtin_bit_cast(float, uint32_t(to_bf16(v)) << 16);   // what a bf16 tensor holds
+    buf[j] = vr;
+    sum += vr;
+  }
+  const float mean = sum / float(n);
+  float sq = 0.f;
+#pragma omp simd reduction(+ : sq)
+  for (int64_t j = 0; j < n; ++j) {
+    const float d = buf[j] - mean;
+    sq += d * d;
+  }
+  const float rstd = 1.f / std::sqrt(sq / float(n) + eps);
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) {
+    float d = (buf[j] - mean) * rstd;
+    d = d * g[j];
+    o[j] = to_bf16(d + b[j]);
+  }
+}
+
 void check_rows(const torch::Tensor& t, const char* name) {
   TORCH_CHECK(t.dim() == 2 && t.is_contiguous() && t.device().is_cpu(), name, ": a contiguous 2-D CPU tensor");
 }
@@ -195,8 +226,8 @@ std::vector<torch::Tensor> quantize(torch::Tensor x, torch::Tensor cols) {
   return {q, s, xo};
 }
 
-torch::Tensor epilogue(torch::Tensor y, torch::Tensor s, torch::Tensor b, torch::Tensor xo, torch::Tensor wo,
-                       bool to_bf16_out) {
+void check_epilogue(const torch::Tensor& y, const torch::Tensor& s, const torch::Tensor& b, const torch::Tensor& xo,
+                               const torch::Tensor& wo) {
   check_rows(y, "y");
   check_rows(xo, "xo");
   check_rows(wo, "wo");
@@ -205,6 +236,12 @@ torch::Tensor epilogue(torch::Tensor y, torch::Tensor s, torch::Tensor b, torch:
               xo.scalar_type() == torch::kFloat && wo.scalar_type() == torch::kFloat, "y, s, b, xo, wo: fp32");
   TORCH_CHECK(s.numel() == N && s.is_contiguous() && b.numel() == n_out && b.is_contiguous() && xo.size(0) == N &&
               wo.size(0) == k && wo.size(1) == n_out, "shapes: y (N, out), s (N, 1), b (out,), xo (N, k), wo (k, out)");
+}
+
+torch::Tensor epilogue(torch::Tensor y, torch::Tensor s, torch::Tensor b, torch::Tensor xo, torch::Tensor wo,
+                       bool to_bf16_out) {
+  check_epilogue(y, s, b, xo, wo);
+  const int64_t N = y.size(0), n_out = y.size(1), k = xo.size(1);
   auto out = to_bf16_out ? torch::empty({N, n_out}, y.options().dtype(torch::kBFloat16)) : y;   // fp32: in place
   const float *yp = y.data_ptr<float>(), *sp = s.data_ptr<float>(), *bp = b.data_ptr<float>();
   const float *xp = xo.data_ptr<float>(), *wp = wo.data_ptr<float>();
@@ -218,10 +255,35 @@ torch::Tensor epilogue(torch::Tensor y, torch::Tensor s, torch::Tensor b, torch:
   return out;
 }
 
+// the bf16 epilogue, then LayerNorm(out + residual) on its rows while they are in L1: one pass over the output fewer
+torch::Tensor epilogue_add_norm(torch::Tensor y, torch::Tensor s, torch::Tensor b, torch::Tensor xo, torch::Tensor wo,
+                                torch::Tensor residual, torch::Tensor gamma, torch::Tensor beta, double eps) {
+  check_epilogue(y, s, b, xo, wo);
+  check_rows(residual, "residual");
+  const int64_t N = y.size(0), n_out = y.size(1), k = xo.size(1);
+  TORCH_CHECK(residual.scalar_type() == torch::kBFloat16 && residual.size(0) == N && residual.size(1) == n_out,
+              "residual: bf16, shaped as the output");
+  TORCH_CHECK(gamma.scalar_type() == torch::kFloat && beta.scalar_type() == torch::kFloat && gamma.is_contiguous() &&
+              beta.is_contiguous() && gamma.numel() == n_out && beta.numel() == n_out, "gamma, beta: fp32, out values each");
+  auto out = torch::empty({N, n_out}, y.options().dtype(torch::kBFloat16));
+  const float *yp = y.data_ptr<float>(), *sp = s.data_ptr<float>(), *bp = b.data_ptr<float>();
+  const float *xp = xo.data_ptr<float>(), *wp = wo.data_ptr<float>(), *gp = gamma.data_ptr<float>(), *tp = beta.data_ptr<float>();
+  uint16_t* op = reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>());
+  const uint16_t* rp = reinterpret_cast<const uint16_t*>(residual.data_ptr<at::BFloat16>());
+  at::parallel_for(0, N, kGrain, [&](int64_t lo, int64_t hi) {
+    std::vector<float> buf(n_out);
+    epilogue_block(yp + lo * n_out, sp + lo, bp, xp + lo * k, wp, hi - lo, n_out, k, op + lo * n_out);
+    for (int64_t i = lo; i < hi; ++i)         // the block's rows (kGrain of them at most) are still in L1
+      add_norm_row(op + i * n_out, rp + i * n_out, gp, tp, n_out, float(eps), buf.data());
+  });
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("col_absmax", &col_absmax, "max |x| per column of a (N, K) fp32/bf16 matrix");
   m.def("quantize", &quantize, "per-row symmetric uint8 quantization with outlier columns left out (and returned)");
   m.def("epilogue", &epilogue, "y * s + b + xo @ wo, written as fp32 (in place) or bf16");
+  m.def("epilogue_add_norm", &epilogue_add_norm, "LayerNorm(bf16(y * s + b + xo @ wo) + residual) in bf16");
 }

@@ -136,7 +136,8 @@ def int8_recipe() -> str:
         side += f"; fp32 weight outlier columns: {fixed}" if fixed else ""
         rest = "bf16" if _int8_rest_in_bf16() else "fp32"
         # the same numbers either way, not the same speed: a benchmark row of one is not a row of the other
-        around = "fused C++" if int8_fused.kernels() is not None else "eager"
+        around = ("fused C++, output projections with their residual add and LayerNorm" if int8_fused.kernels()
+                  is not None else "eager")
         return (f"oneDNN w7/channel a8/token on {quantized}, fp32 activation outlier columns: {side}; the rest {rest}; "
                 f"quantization {around}")
     return f"torchao w8/channel a8/token on {'+'.join(_torchao_names())}"

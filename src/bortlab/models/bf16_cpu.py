@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from pathlib import Path
 
 import torch
@@ -32,14 +31,10 @@ log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("bf16_cpu.cpp")
 
 
-def enabled() -> bool:
-    return os.environ.get("BORTLAB_BF16_KERNELS", "1").strip().lower() not in ("0", "false", "no", "off")
-
-
 @functools.lru_cache(maxsize=None)
 def kernel():
     """The compiled module, or None: turned off, no AVX512-BF16 here, or it could not be built."""
-    if not enabled() or "avx512_bf16" not in cpu_flags():
+    if not extensions.switched_on("BORTLAB_BF16_KERNELS") or "avx512_bf16" not in cpu_flags():
         return None
     try:
         module = extensions.load(SOURCE, "bortlab's bf16 kernels")

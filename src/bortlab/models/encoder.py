@@ -55,7 +55,7 @@ class _Batch:
                  lengths: list[int] | None = None):
         self.B, self.L = B, L
         self.index = index      # (N,) flat positions of real tokens in B*L, or None when rows are already B*L
-        self.mask = mask        # (B, 1, 1, L) bool key mask for SDPA on the padded grid, or None: per sequence
+        self.mask = mask        # (B, 1, 1, L) bool key mask for SDPA on the padded grid; None: none padded, or per seq.
         self.lengths = lengths  # real tokens per sequence (unpadded rows), or None: rows are B*L or padded
         self.grid = None        # (B*L, 3W) zeroed scatter target, reused by every layer when no graph is recorded
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -20,6 +21,11 @@ log = logging.getLogger(__name__)
 # -O3 and this CPU's vector width (the loops are written to vectorize); no FMA contraction, so x / s + 128.5
 # rounds exactly as eager PyTorch's separate multiply and add do (int8_fused's bit-identity)
 CFLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp"]
+
+
+def switched_on(variable: str) -> bool:
+    """Whether the environment variable that can turn a kernel off (`0`, `false`, `no`, `off`) leaves it on."""
+    return os.environ.get(variable, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def build_name(source: Path) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from pathlib import Path
 
 from bortlab.models import extensions
@@ -23,14 +22,10 @@ log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("int8_fused.cpp")
 
 
-def enabled() -> bool:
-    return os.environ.get("BORTLAB_FUSED_INT8", "1").strip().lower() not in ("0", "false", "no", "off")
-
-
 @functools.lru_cache(maxsize=None)
 def kernels():
     """The compiled module (`col_absmax`, `quantize`, `epilogue`), or None: disabled, or it could not be built."""
-    if not enabled():
+    if not extensions.switched_on("BORTLAB_FUSED_INT8"):
         return None
     try:
         return extensions.load(SOURCE, "bortlab's fused int8 kernels")

@@ -285,3 +285,16 @@ def test_fused_add_norm_equals_linear_then_add_then_layer_norm(fused, k, kw):
     assert (got == ref).float().mean() > 0.99
     with torch.enable_grad():                                # outside inference: the unfused steps exactly
         assert torch.equal(q.add_norm(x, r, ln), ln(r + q(x)))
+
+
+def test_outlier_columns_are_the_largest_columns_with_their_weights(fused):
+    torch.manual_seed(3)
+    x = torch.randn(50, 64)
+    x[:, [5, 40, 9]] *= torch.tensor([30.0, 20.0, 10.0])
+    rows, w_scale = torch.randint(-63, 64, (64, 24), dtype=torch.int8), torch.rand(24)
+    cols, w = fused.outlier_columns(x, 2, torch.tensor([40]), rows, w_scale)      # 40 is already around the kernel
+    assert cols.tolist() == [5, 9]                                                # largest first, as topk
+    assert torch.equal(w, rows[cols].float() * w_scale)
+    tied = torch.zeros(3, 8)
+    tied[:, [2, 6]] = 1.0
+    assert fused.outlier_columns(tied, 1, torch.zeros(0, dtype=torch.long), rows[:8], w_scale)[0].tolist() == [2]

@@ -165,7 +165,10 @@ class Int8Linear(nn.Module):
     def _fused(self, x: torch.Tensor, k, norm: tuple[torch.Tensor, nn.LayerNorm] | None = None) -> torch.Tensor:
         """The recipe with its elementwise work in two fused passes (`int8_fused`); the eager path's numbers.
         `norm` = (residual, ln): the second pass also adds the residual and applies ln (bf16 input only)."""
-        cols, w = self._side_columns(x.shape[0], lambda: k.col_absmax(x))
+        cols, w = self.w_cols, self.w_outliers
+        if self.act_outliers and x.shape[0]:                      # _side_columns' choice, in one C++ call
+            c, wc = k.outlier_columns(x, self.act_outliers, cols, self._rows, self.w_scale)
+            cols, w = (torch.cat([cols, c]), torch.cat([w, wc])) if cols.numel() else (c, wc)
         qx, s, xo = k.quantize(x, cols)                           # (N, K) uint8, (N, 1), (N, k) outlier columns
         y = _matmul(qx, self._packed, self.w_scale, self.w_zero)                     # (N, out) fp32
         if norm is None:

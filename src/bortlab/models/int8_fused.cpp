@@ -3,6 +3,9 @@
 // (-ffp-contract=off), so the uint8 activations and the row scales are bit-identical to it.
 //
 //   col_absmax(x)            (N, K) fp32|bf16 -> (K,) max |x| over rows: picks the outlier columns
+//   outlier_columns(x, k, exclude, rows, w_scale)
+//                            -> (cols (k,), w (k, out) fp32): col_absmax, the top k outside `exclude`, and their
+//                               rows of the (K, out) int8 weight times the channel scales
 //   quantize(x, cols)        -> (qx (N, K) uint8 around 128, s (N, 1) fp32, xo (N, k) fp32):
 //                               s = max_{j not in cols} |x_ij| / 127, qx = trunc(x / s + 128.5), outlier columns at
 //                               the zero point 128, and their values in xo for the epilogue
@@ -194,6 +197,37 @@ torch::Tensor col_absmax(torch::Tensor x) {
   return m;
 }
 
+// this call's activation outlier columns and their weights, in one call instead of four ops: the k columns of largest
+// max |x| outside `exclude` (largest first; on equal maxima the lower index), and rows[c] * w_scale for each
+std::vector<torch::Tensor> outlier_columns(torch::Tensor x, int64_t k, torch::Tensor exclude, torch::Tensor rows,
+                                           torch::Tensor w_scale) {
+  auto m = col_absmax(x);
+  const int64_t K = m.numel();
+  check_rows(rows, "rows");
+  TORCH_CHECK(rows.scalar_type() == torch::kChar && rows.size(0) == K && w_scale.scalar_type() == torch::kFloat &&
+              w_scale.is_contiguous() && w_scale.numel() == rows.size(1), "rows: (K, out) int8; w_scale: (out,) fp32");
+  TORCH_CHECK(0 <= k && k <= K, "k: at most the number of columns");
+  float* mp = m.data_ptr<float>();
+  auto ex = exclude.to(torch::kLong).contiguous();
+  for (int64_t i = 0; i < ex.numel(); ++i) mp[ex.data_ptr<int64_t>()[i]] = -1.f;   // already around the kernel
+  const int64_t n_out = rows.size(1);
+  auto cols = torch::empty({k}, x.options().dtype(torch::kLong));
+  auto w = torch::empty({k, n_out}, x.options().dtype(torch::kFloat));
+  int64_t* cp = cols.data_ptr<int64_t>();
+  for (int64_t c = 0; c < k; ++c) {                 // k is a handful: k passes over K maxima beat a sort
+    int64_t best = 0;
+    for (int64_t j = 1; j < K; ++j) best = mp[j] > mp[best] ? j : best;
+    cp[c] = best;
+    mp[best] = -2.f;
+    const int8_t* r = rows.data_ptr<int8_t>() + best * n_out;
+    const float* sc = w_scale.data_ptr<float>();
+    float* wr = w.data_ptr<float>() + c * n_out;
+#pragma omp simd
+    for (int64_t j = 0; j < n_out; ++j) wr[j] = float(r[j]) * sc[j];   // as int8 -> fp32, then * scale
+  }
+  return {cols, w};
+}
+
 std::vector<torch::Tensor> quantize(torch::Tensor x, torch::Tensor cols) {
   check_rows(x, "x");
   TORCH_CHECK(x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kBFloat16, "x: fp32 or bf16");
@@ -283,6 +317,7 @@ torch::Tensor epilogue_add_norm(torch::Tensor y, torch::Tensor s, torch::Tensor 
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("col_absmax", &col_absmax, "max |x| per column of a (N, K) fp32/bf16 matrix");
+  m.def("outlier_columns", &outlier_columns, "the k columns of largest max |x| outside exclude, and their weights");
   m.def("quantize", &quantize, "per-row symmetric uint8 quantization with outlier columns left out (and returned)");
   m.def("epilogue", &epilogue, "y * s + b + xo @ wo, written as fp32 (in place) or bf16");
   m.def("epilogue_add_norm", &epilogue_add_norm, "LayerNorm(bf16(y * s + b + xo @ wo) + residual) in bf16");

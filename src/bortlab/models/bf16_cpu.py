@@ -5,10 +5,11 @@ bortlab's bf16 and int8 paths hand attention bf16 Q, K and V. PyTorch's CPU flas
 this CPU's bf16 dot-product rate at Bort's shape (8 heads x 128 x 96), and on unpadded batches bortlab called it once
 per sequence. The kernel here does the same arithmetic (fp32 scores and softmax, bf16 probabilities times V with
 fp32 sums; tests/test_bf16_cpu.py checks it against fp32 attention beside the flash kernel) in one call per
-layer: 2.0-2.3x faster per call at 1-8 x 128 (docs/benchmarks.md).
+layer: 2.3-2.7x faster per call at 1-8 x 128 (docs/benchmarks.md).
 
-It is used only where it applies: inference (no gradient through it), bf16 rows on the CPU, head size a multiple of 16, a CPU
-with AVX512-BF16, and sequences given as packed blocks (bortlab's unpadded layout, or a batch without padding).
+It is used only where it applies: inference (no gradient through it), bf16 rows on the CPU, head size a multiple
+of 16, a CPU with AVX512-BF16, and sequences given as packed blocks (bortlab's unpadded layout, or a batch
+without padding).
 Elsewhere bortlab calls `scaled_dot_product_attention`.
 
 `add_layer_norm` is ATen's arithmetic for a bf16 residual add then LayerNorm, in one call: 1.8-2x faster here.

@@ -29,7 +29,8 @@ def switched_on(variable: str) -> bool:
 
 
 def build_name(source: Path) -> str:
-    key = "\n".join([source.read_text(), " ".join(CFLAGS), torch.__version__, cpu_model(), " ".join(sorted(cpu_flags()))])
+    key = "\n".join([source.read_text(), " ".join(CFLAGS), torch.__version__, cpu_model(),
+                     " ".join(sorted(cpu_flags()))])
     return f"bortlab_{source.stem}_" + hashlib.sha1(key.encode()).hexdigest()[:12]
 
 

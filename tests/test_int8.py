@@ -298,3 +298,5 @@ def test_outlier_columns_are_the_largest_columns_with_their_weights(fused):
     tied = torch.zeros(3, 8)
     tied[:, [2, 6]] = 1.0
     assert fused.outlier_columns(tied, 1, torch.zeros(0, dtype=torch.long), rows[:8], w_scale)[0].tolist() == [2]
+    with pytest.raises(RuntimeError, match="out of range"):
+        fused.outlier_columns(x, 2, torch.tensor([64]), rows, w_scale)

@@ -209,7 +209,11 @@ std::vector<torch::Tensor> outlier_columns(torch::Tensor x, int64_t k, torch::Te
   TORCH_CHECK(0 <= k && k <= K, "k: at most the number of columns");
   float* mp = m.data_ptr<float>();
   auto ex = exclude.to(torch::kLong).contiguous();
-  for (int64_t i = 0; i < ex.numel(); ++i) mp[ex.data_ptr<int64_t>()[i]] = -1.f;   // already around the kernel
+  for (int64_t i = 0; i < ex.numel(); ++i) {
+    const int64_t j = ex.data_ptr<int64_t>()[i];
+    TORCH_CHECK(0 <= j && j < K, "exclude: index out of range");
+    mp[j] = -1.f;                                   // already around the kernel
+  }
   const int64_t n_out = rows.size(1);
   auto cols = torch::empty({k}, x.options().dtype(torch::kLong));
   auto w = torch::empty({k, n_out}, x.options().dtype(torch::kFloat));
